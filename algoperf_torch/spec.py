@@ -1,0 +1,282 @@
+"""The contract: workload constants and functions, the loss output, parameter types, the submission API.
+
+Every workload, optimizer and runner in this package is written against this file. It mirrors the
+reference's ``algoperf/spec.py`` (AlgoPerf v0.6) where published submissions depend on it, and
+replaces its 20-member abstract ``Workload`` with a frozen dataclass of constants (read from the
+workload YAML) plus a small bundle of functions (``WorkloadFunctions``), registered in
+``algoperf_torch/workloads/__init__.py``.
+
+    python -m algoperf_torch.workloads          # lists every registered workload
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+Batch = dict[str, Any]
+
+
+class LossType(enum.Enum):
+    """The reference's ``spec.LossType`` (same members, same order)."""
+
+    SOFTMAX_CROSS_ENTROPY = 0
+    SIGMOID_CROSS_ENTROPY = 1
+    MEAN_SQUARED_ERROR = 2
+    CTC_LOSS = 3
+    MEAN_ABSOLUTE_ERROR = 4
+
+
+class ForwardPassMode(enum.Enum):
+    TRAIN = 0
+    EVAL = 1
+
+
+class ParameterType(enum.Enum):
+    """The reference's ``spec.ParameterType``; values match so that saved type trees compare."""
+
+    WEIGHT = 0
+    BIAS = 1
+    CONV_WEIGHT = 2
+    BATCH_NORM_SCALE = 3
+    BATCH_NORM_BIAS = 4
+    LAYER_NORM_SCALE = 5
+    LAYER_NORM_BIAS = 6
+    EMBEDDING = 7
+    ATTENTION_Q = 8
+    ATTENTION_K = 9
+    ATTENTION_V = 10
+    ATTENTION_OUT = 11
+    ATTENTION_QKV = 12
+    ATTENTION_KV = 13
+    ATTENTION_BIAS = 14
+
+
+class TrainingCompleteError(Exception):
+    """Raised by ``update_params`` to end a trial early (the runner still runs a final eval)."""
+
+
+class ShapeTuple:
+    """A parameter's shape, as the reference's ``spec.ShapeTuple`` (``.shape_tuple``)."""
+
+    def __init__(self, shape_tuple: tuple[int, ...]) -> None:
+        self.shape_tuple = tuple(shape_tuple)
+
+    def __repr__(self) -> str:
+        return f"ShapeTuple({self.shape_tuple})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShapeTuple) and other.shape_tuple == self.shape_tuple
+
+    def __hash__(self) -> int:
+        return hash(self.shape_tuple)
+
+
+SPLITS = ("train", "eval_train", "validation", "test")
+EVAL_SPLITS = (("eval_train", "train"), ("validation", "validation"), ("test", "test"))
+"""(data split, metric prefix) in the order the reference evaluates them (spec.py ``eval_model``)."""
+
+COMPILE_CHOICES = ("off", "model", "model_and_loss")
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """Benchmark constants of one workload or variant; every value comes from its YAML file.
+
+    Field names follow the reference's attribute names where published code reads them
+    (``step_hint``, ``eval_batch_size``); the rest are short forms documented in the YAML.
+    """
+
+    name: str
+    impl: str
+    """Registry key of the code that implements it (a variant shares its base's code)."""
+    target_metric: str
+    target_minimize: bool
+    validation_target: float
+    test_target: float | None
+    max_runtime: float
+    eval_period: float
+    step_hint: int
+    num_train_examples: int
+    num_eval_train_examples: int
+    num_validation_examples: int
+    num_test_examples: int | None
+    eval_batch_size: int
+    loss_type: str
+    compile: str = "off"
+    model: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    base: str | None = None
+    """For a variant, the base workload's name (``get_batch_size`` falls back to it)."""
+    train_mean: Any = None
+    train_stddev: Any = None
+
+    def __post_init__(self) -> None:
+        if self.compile not in COMPILE_CHOICES:
+            raise ValueError(
+                f"workload {self.name}: compile={self.compile!r}; expected one of {COMPILE_CHOICES}"
+            )
+        try:
+            LossType[self.loss_type.upper()]
+        except KeyError:
+            names = [t.name.lower() for t in LossType]
+            raise ValueError(
+                f"workload {self.name}: loss_type={self.loss_type!r}; expected one of {names}"
+            ) from None
+        for key in ("max_runtime", "eval_period", "step_hint", "eval_batch_size"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"workload {self.name}: {key}={getattr(self, key)} must be > 0")
+
+    @property
+    def loss_type_enum(self) -> LossType:
+        return LossType[self.loss_type.upper()]
+
+    def num_examples(self, split: str) -> int | None:
+        """Number of examples evaluated on ``split`` (``None``: the workload has no such split)."""
+        return {
+            "train": self.num_train_examples,
+            "eval_train": self.num_eval_train_examples,
+            "validation": self.num_validation_examples,
+            "test": self.num_test_examples,
+        }[split]
+
+    def reached(self, value: float, target: float | None) -> bool:
+        """Strict comparison against a target, as the reference's ``has_reached_*_target``."""
+        if target is None or value is None:
+            return False
+        return value < target if self.target_minimize else value > target
+
+
+@dataclass
+class LossOutput:
+    """What a workload's loss returns (the reference's ``loss_fn`` dict, as attributes too).
+
+    ``summed`` is the sum of per-example losses on this rank, ``n_valid_examples`` the number of
+    unmasked examples on this rank, ``per_example`` the (masked) per-example losses.
+    """
+
+    summed: torch.Tensor
+    n_valid_examples: torch.Tensor
+    per_example: torch.Tensor
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        # Published submissions index the result as a dict: loss_fn(...)["summed"].
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
+    def keys(self) -> tuple[str, ...]:
+        return ("summed", "n_valid_examples", "per_example")
+
+
+class EvalMetric(Protocol):
+    """Accumulates one eval split. ``state()`` holds tensors that are summed across ranks."""
+
+    def update(self, logits: Any, batch: Batch) -> None: ...
+
+    def state(self) -> dict[str, torch.Tensor]: ...
+
+    def compute(self, state: dict[str, torch.Tensor], num_examples: int) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Everything a workload's data function needs to build one split's iterator.
+
+    Args:
+        split: one of ``SPLITS``.
+        data_dir: root of the prepared dataset.
+        batch_size: examples per batch **on this rank** (global batch / world size).
+        seed: the data seed (the same on every rank).
+        rank, world_size: this process's place; each rank must read a disjoint shard.
+        num_examples: for eval splits, how many examples to cover exactly once across ranks.
+        num_workers: loader worker processes.
+        device: where batches are delivered.
+    """
+
+    split: str
+    data_dir: str
+    batch_size: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+    num_examples: int | None = None
+    num_workers: int = 0
+    device: torch.device = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class WorkloadFunctions:
+    """The code side of a workload: one registry entry (see ``workloads/__init__.py``).
+
+    Args:
+        build_model: config -> ``nn.Module`` with the reference's parameter names and init.
+            Called after the torch RNG was seeded, on the meta device for parameter counts.
+        input_iterator: (config, DataRequest) -> iterator of batches on ``request.device``.
+            Train: endless and shuffled; eval splits: each example of this rank's shard once.
+        synthetic_batch: (config, batch_size, torch.Generator) -> a batch of the real shapes
+            and dtypes, on CPU.
+        loss: (config, label_batch, logits_batch, mask_batch, label_smoothing) -> LossOutput.
+        make_metric: config -> a fresh ``EvalMetric`` for one split.
+        forward: (model, batch, train, dropout_rate) -> logits; default ``model(batch["inputs"])``.
+        param_type: (name) -> ParameterType; default the reference's name rules.
+        is_output_param: (name) -> bool.
+        prepare_data: ``python -m algoperf_torch.data <name>`` entry for this dataset, if any.
+        missing_data_hint: text shown when the data files are not found.
+    """
+
+    build_model: Callable[[WorkloadConfig], nn.Module]
+    input_iterator: Callable[[WorkloadConfig, DataRequest], Iterator[Batch]]
+    synthetic_batch: Callable[[WorkloadConfig, int, torch.Generator], Batch]
+    loss: Callable[..., LossOutput]
+    make_metric: Callable[[WorkloadConfig], EvalMetric]
+    forward: Callable[[nn.Module, Batch, bool, float | None], Any] | None = None
+    is_output_param: Callable[[str], bool] = lambda name: False
+    uses_batch_norm: bool = False
+
+
+class Submission(Protocol):
+    """The reference submission API (RULES.md §1.1), implemented by modules or adapters.
+
+    ``update_params`` and ``prepare_for_eval`` are called with keyword arguments; the other three
+    positionally, exactly as the reference's ``submission_runner.py``.
+    """
+
+    def get_batch_size(self, workload_name: str) -> int: ...
+
+    def init_optimizer_state(self, workload, model_params, model_state, hyperparameters, rng): ...
+
+    def update_params(
+        self,
+        workload,
+        current_param_container,
+        current_params_types,
+        model_state,
+        hyperparameters,
+        batch,
+        loss_type,
+        optimizer_state,
+        eval_results,
+        global_step,
+        rng,
+        train_state=None,
+    ): ...
+
+    def data_selection(
+        self,
+        workload,
+        input_queue,
+        optimizer_state,
+        current_param_container,
+        model_state,
+        hyperparameters,
+        global_step,
+        rng,
+    ): ...
