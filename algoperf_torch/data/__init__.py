@@ -1,0 +1,1 @@
+"""Dataset setup commands, one module per dataset: ``python -m algoperf_torch.data <name>``."""

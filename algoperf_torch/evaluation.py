@@ -1,0 +1,75 @@
+"""The sharded eval loop: every example of a split once across ranks, metric sums all-reduced.
+
+Evaluates ``eval_train`` (logged as ``train/…``), ``validation`` and ``test`` in the reference's
+order [algoperf/spec.py ``eval_model``]; each split's metric state is summed over ranks and
+divided by the split's size by the workload's metric.
+
+    python -m pytest tests/test_evaluation.py
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from algoperf_torch.distributed import all_reduce_sum
+from algoperf_torch.spec import EVAL_SPLITS, ForwardPassMode
+from algoperf_torch.workload import Workload
+
+
+def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) -> dict[str, float]:
+    """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
+    num_examples = workload.eval_examples(split)
+    metric = workload.functions.make_metric(workload.config)
+    batches = workload._build_input_queue([seed, 0], split, workload.data_dir,
+                                          workload.eval_batch_size)
+    for batch in batches:
+        logits, _ = workload.model_fn(
+            model, batch, None, ForwardPassMode.EVAL, None, update_batch_norm=False
+        )
+        metric.update(logits, batch)
+    state = all_reduce_sum(metric.state(), workload.dist)
+    return metric.compute(state, num_examples)
+
+
+def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float]:
+    """All splits, as a flat dict: ``train/<m>``, ``validation/<m>``, ``test/<m>``, counts."""
+    results: dict[str, float] = {}
+    for split, prefix in EVAL_SPLITS:
+        num_examples = workload.eval_examples(split)
+        if not num_examples:
+            continue
+        for name, value in evaluate_split(workload, model, split, seed).items():
+            results[f"{prefix}/{name}"] = value
+        if prefix != "train":
+            results[f"{prefix}/num_examples"] = num_examples
+    return results
+
+
+class SummedMetrics:
+    """The common image-classification metric: summed ``loss`` and ``accuracy`` over examples.
+
+    Handles a ``weights`` mask (padded examples count for nothing), as the reference's
+    ``_eval_metric`` of MNIST, CIFAR and ImageNet.
+    """
+
+    def __init__(self) -> None:
+        self._loss = torch.zeros((), dtype=torch.float64)
+        self._correct = torch.zeros((), dtype=torch.float64)
+
+    def update(self, logits: torch.Tensor, batch: dict) -> None:
+        targets = batch["targets"]
+        weights = batch.get("weights")
+        losses = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        correct = (logits.argmax(dim=-1) == targets).to(torch.float64)
+        if weights is not None:
+            losses = losses * weights
+            correct = correct * weights
+        self._loss += losses.sum().double().cpu()
+        self._correct += correct.sum().cpu()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"loss": self._loss, "accuracy": self._correct}
+
+    def compute(self, state: dict[str, torch.Tensor], num_examples: int) -> dict[str, float]:
+        return {k: float(v) / num_examples for k, v in state.items()}

@@ -1,0 +1,1 @@
+"""Shared ``nn`` building blocks, one concept per file; nothing here depends on ``workloads/``."""

@@ -1,0 +1,61 @@
+"""The embedded default dataset: scikit-learn's 8x8 handwritten digits (1,797 images).
+
+It ships inside scikit-learn, so ``python -m algoperf_torch`` runs a whole trial with nothing
+downloaded. A fixed permutation (seed 0, independent of the trial seed) splits it into 1,197
+train, 300 validation and 300 test images; pixels (0..16) are scaled to [0, 1] and standardised
+with the training mean and standard deviation.
+
+    python -m algoperf_torch workload=digits
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
+from algoperf_torch.workloads.common import eval_batches, eval_train_subset, train_batches
+
+NUM_VALIDATION = 300
+NUM_TEST = 300
+SPLIT_SEED = 0
+
+
+@functools.lru_cache(maxsize=1)
+def load() -> dict[str, torch.Tensor]:
+    """Images float32 [N, 1, 8, 8] standardised, labels int64, per split."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    labels = digits.target.astype(np.int64)
+    perm = np.random.RandomState(SPLIT_SEED).permutation(len(images))
+    test, val, train = np.split(perm, [NUM_TEST, NUM_TEST + NUM_VALIDATION])
+    mean, std = images[train].mean(), images[train].std()
+    out = {}
+    for name, idx in (("train", train), ("validation", val), ("test", test)):
+        x = torch.from_numpy((images[idx] - mean) / std).unsqueeze(1)  # [N, 8, 8] -> [N, 1, 8, 8]
+        out[f"{name}_images"], out[f"{name}_labels"] = x, torch.from_numpy(labels[idx])
+    return out
+
+
+def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
+    data = load()
+    images, labels = data["train_images"], data["train_labels"]
+    if request.split == "train":
+        return train_batches(images, labels, request)
+    if request.split == "eval_train":
+        idx = eval_train_subset(len(images), request.num_examples, request.seed)
+        return eval_batches(images[idx], labels[idx], request)
+    split = request.split
+    return eval_batches(data[f"{split}_images"], data[f"{split}_labels"], request)
+
+
+def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:
+    return {
+        "inputs": torch.randn(batch_size, 1, 8, 8, generator=gen),
+        "targets": torch.randint(0, 10, (batch_size,), generator=gen),
+    }
