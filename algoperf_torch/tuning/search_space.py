@@ -34,8 +34,7 @@ SCALINGS = ("linear", "log")
 _CONTINUOUS_KEYS = {"min", "max", "scaling"}
 _DISCRETE_KEYS = {"feasible_points"}
 _ACCEPTED = (
-    '{"min": number, "max": number, "scaling": "linear"|"log"} or '
-    '{"feasible_points": [value, ...]}'
+    '{"min": number, "max": number, "scaling": "linear"|"log"} or {"feasible_points": [value, ...]}'
 )
 
 # Where `optimizer.search_space: <file name>` is looked up.
@@ -175,7 +174,9 @@ def parse_search_space(raw: Any, source: str = "<search space>") -> SearchSpace:
                     f"{source}: point {i} has keys {sorted(point)}, point 0 has "
                     f"{sorted(names)}; accepted: every point with the same keys"
                 )
-        return SearchSpace(names, points=tuple({n: p[n] for n in names} for p in raw), source=source)
+        return SearchSpace(
+            names, points=tuple({n: p[n] for n in names} for p in raw), source=source
+        )
     raise SearchSpaceError(
         f"{source}: top level is {type(raw).__name__}; accepted: an object {{name: spec}} "
         "or a list of points [{name: value}, ...]"
@@ -200,7 +201,9 @@ def resolve_search_space_path(name_or_path: str | Path) -> Path:
     for candidate in (SEARCH_SPACE_DIR / path.name, SEARCH_SPACE_DIR / f"{path.name}.json"):
         if not path.is_absolute() and candidate.is_file():
             return candidate
-    shipped = sorted(p.name for p in SEARCH_SPACE_DIR.glob("*.json")) if SEARCH_SPACE_DIR.is_dir() else []
+    shipped = (
+        sorted(p.name for p in SEARCH_SPACE_DIR.glob("*.json")) if SEARCH_SPACE_DIR.is_dir() else []
+    )
     raise FileNotFoundError(
         f"search space {str(name_or_path)!r} not found (as a path, or under {SEARCH_SPACE_DIR}); "
         f"shipped: {shipped}"
