@@ -17,6 +17,7 @@ from algoperf_torch.spec import WorkloadFunctions
 WORKLOADS: dict[str, str] = {
     "digits": "algoperf_torch.workloads.digits.workload",
     "mnist": "algoperf_torch.workloads.mnist.workload",
+    "cifar": "algoperf_torch.workloads.cifar.workload",
 }
 
 
