@@ -11,6 +11,7 @@ workload YAML) plus a small bundle of functions (``WorkloadFunctions``), registe
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,11 @@ class WorkloadConfig:
     """For a variant, the base workload's name (``get_batch_size`` falls back to it)."""
     train_mean: Any = None
     train_stddev: Any = None
+    v05_max_runtime: float | None = None
+    """The v0.5 (paper competition) budget, where it differs; used with ``rules=v0.5``."""
+    v05_step_hint: int | None = None
+    v05_validation_target: float | None = None
+    v05_test_target: float | None = None
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_CHOICES:
@@ -132,6 +138,28 @@ class WorkloadConfig:
         for key in ("max_runtime", "eval_period", "step_hint", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"workload {self.name}: {key}={getattr(self, key)} must be > 0")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> WorkloadConfig:
+        """Build from a YAML mapping; an unknown key is an error that lists the valid ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"workload {values.get('name')!r}: unknown key(s) {unknown}; valid keys: {names}"
+            )
+        return cls(**values)
+
+    def for_rules(self, rules: str) -> WorkloadConfig:
+        """This config under ``rules`` (``v0.5`` swaps in the v0.5 values where they differ)."""
+        if rules != "v0.5":
+            return self
+        changes = {
+            key: getattr(self, f"v05_{key}")
+            for key in ("max_runtime", "step_hint", "validation_target", "test_target")
+            if getattr(self, f"v05_{key}") is not None
+        }
+        return dataclasses.replace(self, **changes)
 
     @property
     def loss_type_enum(self) -> LossType:

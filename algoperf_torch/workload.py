@@ -113,6 +113,11 @@ class Workload:
         self._param_shapes: dict[str, ShapeTuple] | None = None
         self._param_types: dict[str, ParameterType] | None = None
         self._model: nn.Module | None = None
+        self._loss = functions.loss
+
+    def compile_loss(self) -> None:
+        """Run the loss through ``torch.compile`` (the workload YAML's ``model_and_loss``)."""
+        self._loss = torch.compile(self.functions.loss)
 
     # --- constants, under the reference's names -------------------------------------------
     @property
@@ -260,9 +265,7 @@ class Workload:
         label_smoothing: float = 0.0,
     ) -> LossOutput:
         """Summed loss, valid-example count and per-example losses on this rank."""
-        return self.functions.loss(
-            self.config, label_batch, logits_batch, mask_batch, label_smoothing
-        )
+        return self._loss(self.config, label_batch, logits_batch, mask_batch, label_smoothing)
 
     def output_activation_fn(self, logits_batch: torch.Tensor, framework: str = "pytorch"):
         if self.loss_type in (LossType.SOFTMAX_CROSS_ENTROPY, LossType.CTC_LOSS):

@@ -1,0 +1,211 @@
+"""Hydra entry point: the only code that sees the whole config.
+
+    python -m algoperf_torch                                   # embedded default: digits + NAdamW
+    python -m algoperf_torch workload=mnist optimizer=adamw data.data_dir=~/data
+    python -m algoperf_torch workload=imagenet_resnet variant=silu   # = workload=imagenet_resnet_silu
+    python -m algoperf_torch optimizer=file optimizer.path=sub.py optimizer.hparams=point.json
+    torchrun --standalone --nproc_per_node=2 -m algoperf_torch max_steps=100
+    python -m algoperf_torch --help                            # Hydra's help: groups and options
+
+Each config group is turned into its typed object here and handed to the component that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from typing import Any
+
+from algoperf_torch import config_check
+
+log = logging.getLogger("algoperf_torch")
+
+RESULT_FILES = ("eval_measurements.csv", "measurements.csv", "summary.json")
+
+
+def trial_dir_of(cfg: Any) -> str:
+    """``<experiment_dir>/<experiment_name>/<workload>_pytorch/trial_<k>`` (RULES.md §2.9)."""
+    return os.path.join(
+        os.path.expanduser(str(cfg.experiment_dir)),
+        str(cfg.experiment_name),
+        f"{cfg.workload.name}_pytorch",
+        f"trial_{int(cfg.trial_index)}",
+    )
+
+
+def prepare_trial_dir(trial_dir: str, overwrite: bool) -> None:
+    """Refuse to mix two runs' results in one trial directory, unless told to overwrite."""
+    existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(trial_dir, f))]
+    if not existing:
+        return
+    if not overwrite:
+        raise config_check.ConfigError(
+            f"{trial_dir} already holds results ({', '.join(existing)}); pass overwrite=true to "
+            "replace them, or choose another experiment_name=… or trial_index=…"
+        )
+    for name in os.listdir(trial_dir):
+        if name == ".hydra" or name.endswith(".log"):
+            continue
+        path = os.path.join(trial_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+
+def build_submission(opt_cfg: dict[str, Any], ruleset: str):
+    """(submission, hyperparameters namedtuple or None, the point as a dict or None)."""
+    from algoperf_torch.submission import (
+        OptimizerSubmission,
+        load_hparams,
+        load_submission_module,
+        make_hyperparameters,
+    )
+
+    point = load_hparams(opt_cfg.get("hparams"))
+    if opt_cfg["name"] == "file":
+        if not opt_cfg.get("path"):
+            raise config_check.ConfigError("optimizer=file needs optimizer.path=PATH/TO/submission.py")
+        submission = load_submission_module(opt_cfg["path"])
+        if ruleset == "self":
+            point = None
+    else:
+        submission = OptimizerSubmission(
+            opt_cfg["name"],
+            point,
+            opt_cfg.get("batch_sizes") or {},
+        )
+        point = submission.hparams if ruleset == "external" else None
+    hparams = make_hyperparameters(point) if point is not None else None
+    return submission, hparams, point
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """One trial from a composed config; returns the trial summary (rank 0) or {}."""
+    from omegaconf import OmegaConf
+
+    from algoperf_torch.distributed import setup_distributed, teardown_distributed
+    from algoperf_torch.logs import TrialLog, meta_data
+    from algoperf_torch.progress import Progress
+    from algoperf_torch.runner import RunSettings, Trial
+    from algoperf_torch.spec import WorkloadConfig
+    from algoperf_torch.timing import Clock
+    from algoperf_torch.workload import Workload
+    from algoperf_torch.workloads import get_workload_functions
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    settings = RunSettings(
+        seed=int(cfg.seed),
+        ruleset=str(cfg.tuning.ruleset),
+        rules=str(cfg.rules),
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        skip_evals=bool(cfg.skip_evals),
+    )
+    wl_config = WorkloadConfig.from_dict(resolved["workload"]).for_rules(settings.rules)
+    functions = get_workload_functions(wl_config.impl)
+    data_cfg = resolved["data"]
+    dist_info = setup_distributed(str(cfg.device))
+    if not dist_info.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        trial_dir = trial_dir_of(cfg)
+        if dist_info.is_main:
+            prepare_trial_dir(trial_dir, bool(cfg.overwrite))
+        workload = Workload(
+            wl_config,
+            functions,
+            dist_info,
+            data_dir=os.path.expanduser(str(data_cfg["data_dir"])),
+            synthetic=data_cfg["kind"] == "synthetic",
+            num_workers=int(data_cfg["num_workers"]),
+            synthetic_eval_examples=data_cfg.get("synthetic_eval_examples"),
+        )
+        submission, hparams, point = build_submission(resolved["optimizer"], settings.ruleset)
+        trial_log = TrialLog(trial_dir, enabled=dist_info.is_main)
+        if point is not None:
+            trial_log.write_json("hparams.json", point)
+        trial_log.write_json("flags_0.json", resolved)
+        trial_log.write_json("meta_data_0.json", meta_data(
+            _workload_attrs(wl_config), settings.seed,
+            {"world_size": dist_info.world_size, "device": str(dist_info.device),
+             "batch_size_override": settings.batch_size, "rules": settings.rules,
+             "ruleset": settings.ruleset, "data": data_cfg["kind"]},
+        ))
+        tracker = _make_tracker(resolved, trial_dir) if dist_info.is_main else None
+        progress = Progress(str(cfg.progress), enabled=dist_info.is_main)
+        trial = Trial(
+            workload, submission, hparams, settings, trial_log, Clock(dist_info), progress, tracker
+        )
+        with progress:
+            result = trial.run()
+        summary = {"workload": wl_config.name, "optimizer": resolved["optimizer"]["name"],
+                   "seed": settings.seed, "trial_dir": trial_dir, **result.summary()}
+        trial_log.write_json("summary.json", summary)
+        if tracker is not None:
+            tracker.finish(summary)
+        if dist_info.is_main:
+            _report(summary, wl_config)
+        return summary if dist_info.is_main else {}
+    finally:
+        teardown_distributed(dist_info)
+
+
+def _workload_attrs(config: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(config).items() if isinstance(v, (int, float, str, bool))}
+
+
+def _make_tracker(resolved: dict[str, Any], trial_dir: str):
+    logger_cfg = dict(resolved["logger"])
+    if logger_cfg.pop("kind") != "wandb":
+        return None
+    from algoperf_torch.tracking import WandbRun, WandbSettings
+
+    logger_cfg["tags"] = tuple(logger_cfg.get("tags") or ())
+    name = f"{resolved['experiment_name']}/{resolved['workload']['name']}/trial_{resolved['trial_index']}"
+    return WandbRun(WandbSettings(**logger_cfg), name, resolved, trial_dir)
+
+
+def _report(summary: dict[str, Any], wl: Any) -> None:
+    op = "<" if wl.target_minimize else ">"
+    target = f"validation {wl.target_metric} {op} {wl.validation_target}"
+    if summary["time_to_target"] is not None:
+        outcome = f"reached {target} in {summary['time_to_target']:.2f} s of submission time"
+    elif summary["diverged"]:
+        outcome = f"diverged (non-finite metric) before reaching {target}"
+    else:
+        outcome = f"did not reach {target} (budget {summary['budget']:.0f} s)"
+    print(
+        f"{wl.name}: {outcome}; {summary['global_step']} steps, "
+        f"{summary['accumulated_submission_time']:.2f} s submission time, "
+        f"{summary['accumulated_eval_time']:.2f} s eval time.\n"
+        f"Logs: {summary['trial_dir']}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    """Check the command line, then hand it to Hydra."""
+    try:
+        sys.argv = [sys.argv[0], *config_check.preprocess_overrides(sys.argv[1:])]
+    except config_check.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    import hydra
+
+    @hydra.main(config_path="conf", config_name="config", version_base=None)
+    def _hydra_main(cfg) -> dict[str, Any]:
+        try:
+            return run(cfg)
+        except (config_check.ConfigError, ValueError, KeyError, FileNotFoundError) as e:
+            log.error("%s: %s", type(e).__name__, e)
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

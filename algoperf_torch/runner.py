@@ -1,0 +1,312 @@
+"""One trial, timed exactly as the reference's ``submission_runner.py`` times it (RULES.md §2).
+
+On the clock: ``data_selection``, ``update_params``, ``prepare_for_eval``, the loop's own
+overhead and lazy work such as ``torch.compile`` tracing in the first steps. Off the clock:
+pipeline, model and optimizer construction before the start, evaluation, logging and
+checkpointing. The clock syncs the device and takes the max over ranks before every reading.
+Evals follow the reference's cadence: after every step whose wall time since the end of the
+last eval reached ``eval_period`` (so the first eval follows step 1), and after the last step.
+
+    python -m algoperf_torch workload=digits optimizer=nadamw
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from algoperf_torch import rng as prng
+from algoperf_torch.evaluation import evaluate
+from algoperf_torch.logs import MetricsLogger, TrialLog
+from algoperf_torch.progress import Progress, Snapshot
+from algoperf_torch.spec import TrainingCompleteError
+from algoperf_torch.timing import Clock, TrainState, eval_due
+from algoperf_torch.workload import Workload
+
+log = logging.getLogger("algoperf_torch")
+
+SELF_TUNING_BUDGET_FACTOR = {"v0.6": 1.5, "v0.5": 3.0}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How one trial runs (the runner's slice of the config).
+
+    Args:
+        seed: the trial's rng seed (the reference's ``rng_seed``).
+        ruleset: ``external`` or ``self`` (budget x1.5 in v0.6, x3 in v0.5; no hparams).
+        rules: ``v0.6`` or ``v0.5``.
+        max_steps: end the trial after this many steps (``None``: no cap).
+        batch_size: override the submission's global batch size (development).
+        skip_evals: never evaluate.
+    """
+
+    seed: int = 0
+    ruleset: str = "external"
+    rules: str = "v0.6"
+    max_steps: int | None = None
+    batch_size: int | None = None
+    skip_evals: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ruleset not in ("external", "self"):
+            raise ValueError(f"ruleset={self.ruleset!r}; expected external or self")
+        if self.rules not in SELF_TUNING_BUDGET_FACTOR:
+            raise ValueError(f"rules={self.rules!r}; expected one of v0.6, v0.5")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps={self.max_steps}; expected a positive integer or null")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}; expected a positive integer or null")
+
+    def budget(self, max_runtime: float) -> float:
+        if self.ruleset == "external":
+            return float(max_runtime)
+        return SELF_TUNING_BUDGET_FACTOR[self.rules] * float(max_runtime)
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced; ``time_to_target`` is None if the target was never reached."""
+
+    state: TrainState
+    eval_results: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    global_batch_size: int = 0
+    budget: float = 0.0
+    time_to_target: float | None = None
+    """Submission time at the first eval whose validation metric beat the target."""
+
+    def summary(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "reached_validation_target": s.validation_goal_reached,
+            "reached_test_target": s.test_goal_reached,
+            "time_to_target": self.time_to_target,
+            "accumulated_submission_time": s.accumulated_submission_time,
+            "accumulated_eval_time": s.accumulated_eval_time,
+            "accumulated_logging_time": s.accumulated_logging_time,
+            "global_step": s.global_step,
+            "num_evals": len(self.eval_results),
+            "budget": self.budget,
+            "global_batch_size": self.global_batch_size,
+            "diverged": s.diverged,
+        }
+
+
+def global_batch_size(submission: Any, workload: Workload, settings: RunSettings) -> int:
+    """The submission's batch size (variant name first, then the base), or the override."""
+    if settings.batch_size is not None:
+        return settings.batch_size
+    try:
+        return int(submission.get_batch_size(workload.config.name))
+    except ValueError:
+        if workload.config.base is None:
+            raise
+        return int(submission.get_batch_size(workload.config.base))
+
+
+def trial_rng(settings: RunSettings) -> Any:
+    """The trial's root key: external ``split(PRNGKey(seed), 2)[0]``; self ``PRNGKey(seed)``."""
+    key = prng.prng_key(settings.seed)
+    return prng.split(key, 2)[0] if settings.ruleset == "external" else key
+
+
+def maybe_compile(model: torch.nn.Module, workload: Workload) -> torch.nn.Module:
+    """Apply the workload's ``compile:`` choice (``off``, ``model``, ``model_and_loss``)."""
+    choice = workload.config.compile
+    if choice == "off":
+        return model
+    if choice == "model_and_loss":
+        workload.compile_loss()
+    return torch.compile(model)
+
+
+class Trial:
+    """Runs one trial: setup, the timed loop, untimed evals, stop at target or budget.
+
+    Args:
+        workload: the bound workload.
+        submission: any object or module with the reference submission API.
+        hparams: the ``Hyperparameters`` namedtuple handed to the submission (None: self-tuning).
+        settings: seeds, ruleset, caps.
+        trial_log: where rank 0 writes the trial's files.
+        clock: the synchronised time source (tests inject a fake one).
+        progress: the live display.
+        tracker: receives each eval row and the submission's logged scalars (e.g. W&B).
+    """
+
+    def __init__(
+        self,
+        workload: Workload,
+        submission: Any,
+        hparams: Any,
+        settings: RunSettings,
+        trial_log: TrialLog,
+        clock: Clock,
+        progress: Progress | None = None,
+        tracker: Any = None,
+    ) -> None:
+        self.workload = workload
+        self.submission = submission
+        self.hparams = hparams
+        self.settings = settings
+        self.log = trial_log
+        self.clock = clock
+        self.progress = progress or Progress("off")
+        self.tracker = tracker
+        self.budget = settings.budget(workload.config.max_runtime)
+
+    def run(self) -> TrialResult:
+        w, sub, settings = self.workload, self.submission, self.settings
+        batch_size = global_batch_size(sub, w, settings)
+        data_rng, opt_init_rng, model_init_rng, rng = prng.split(trial_rng(settings), 4)
+        self.data_seed = int(data_rng[0])
+        input_queue = w._build_input_queue(data_rng, "train", w.data_dir, batch_size)
+        model, model_state = w.init_model_fn(model_init_rng)
+        model = maybe_compile(model, w)
+        if self.log.enabled:
+            sinks = [self.tracker] if self.tracker is not None else []
+            w.metrics_logger = MetricsLogger(self.log.measurements, sinks)
+        opt_state = sub.init_optimizer_state(w, model, model_state, self.hparams, opt_init_rng)
+        prepare_for_eval = getattr(sub, "prepare_for_eval", None)
+        state = TrainState()
+        result = TrialResult(state, global_batch_size=batch_size, budget=self.budget)
+        wants_train_state = _accepts(sub.update_params, "train_state")
+
+        self._start = state.last_step_end_time = self.clock()
+        while (
+            state.is_time_remaining
+            and not (state.validation_goal_reached and state.test_goal_reached)
+            and not state.training_complete
+        ):
+            step = state.global_step
+            data_select_rng, update_rng, prep_eval_rng, eval_rng = prng.split(
+                prng.fold_in(rng, step), 4
+            )
+            batch = sub.data_selection(
+                w, input_queue, opt_state, model, model_state, self.hparams, step, data_select_rng
+            )
+            extra = {"train_state": state.reference_view()} if wants_train_state else {}
+            try:
+                opt_state, model, model_state = sub.update_params(
+                    workload=w,
+                    current_param_container=model,
+                    current_params_types=w.model_params_types,
+                    model_state=model_state,
+                    hyperparameters=self.hparams,
+                    batch=batch,
+                    loss_type=w.loss_type,
+                    optimizer_state=opt_state,
+                    eval_results=result.eval_results,
+                    global_step=step,
+                    rng=update_rng,
+                    **extra,
+                )
+            except TrainingCompleteError:
+                state.training_complete = True
+            state.global_step += 1
+            if settings.max_steps is not None and state.global_step == settings.max_steps:
+                state.training_complete = True
+            now = self.clock()
+            state.accumulated_submission_time += now - state.last_step_end_time
+
+            if not settings.skip_evals and eval_due(state, now, w.config.eval_period):
+                if prepare_for_eval is not None:
+                    del batch
+                    t0 = self.clock()
+                    opt_state, model, model_state = prepare_for_eval(
+                        workload=w,
+                        current_param_container=model,
+                        current_params_types=w.model_params_types,
+                        model_state=model_state,
+                        hyperparameters=self.hparams,
+                        loss_type=w.loss_type,
+                        optimizer_state=opt_state,
+                        eval_results=result.eval_results,
+                        global_step=state.global_step,
+                        rng=prep_eval_rng,
+                    )
+                    state.accumulated_submission_time += self.clock() - t0
+                state.is_time_remaining = state.accumulated_submission_time < self.budget
+                if state.is_time_remaining:
+                    self._eval_and_log(model, state, result, eval_rng)
+            self.progress.update(self._snapshot(state, result))
+            state.last_step_end_time = self.clock()
+
+        self.progress.update(self._snapshot(state, result), force=True)
+        self.log.append_final(
+            {"score": state.accumulated_submission_time, "global_step": state.global_step,
+             "preemption_count": 0}
+        )
+        return result
+
+    def _eval_and_log(self, model, state: TrainState, result: TrialResult, eval_rng) -> None:
+        """The untimed block: eval, goal flags, the CSV row (its time goes to logging time)."""
+        w = self.workload
+        t0 = self.clock()
+        metrics = evaluate(w, model, self.data_seed)
+        state.validation_goal_reached |= w.has_reached_validation_target(metrics)
+        if w.config.test_target is None:
+            state.test_goal_reached = True
+        else:
+            state.test_goal_reached |= w.has_reached_test_target(metrics)
+        target_value = metrics.get(f"validation/{w.config.target_metric}")
+        if target_value is None or not math.isfinite(target_value):
+            state.diverged = True  # NaN/inf: recorded as not reaching the target; trial ends
+            state.training_complete = True
+        t1 = self.clock()
+        state.last_eval_time = t1
+        state.accumulated_eval_time += t1 - t0
+        row = self._timing_row(metrics, state, t1)
+        result.eval_results.append((state.global_step, row))
+        self.log.append_eval({**row, "global_step": state.global_step, "preemption_count": 0})
+        log.info("eval at step %d: %s", state.global_step, _short(row, w.config.target_metric))
+        if self.tracker is not None:
+            self.tracker.log(row, state.global_step)
+        if result.time_to_target is None and w.has_reached_validation_target(metrics):
+            result.time_to_target = state.accumulated_submission_time
+        state.accumulated_logging_time += self.clock() - t1
+
+    def _timing_row(self, metrics: dict, state: TrainState, now: float) -> dict[str, Any]:
+        row = dict(metrics)
+        row.update(
+            score=state.accumulated_submission_time,
+            total_duration=now - self._start,
+            accumulated_submission_time=state.accumulated_submission_time,
+            accumulated_eval_time=state.accumulated_eval_time,
+            accumulated_logging_time=state.accumulated_logging_time,
+        )
+        return row
+
+    def _snapshot(self, state: TrainState, result: TrialResult) -> Snapshot:
+        metric_key = f"validation/{self.workload.config.target_metric}"
+        last = result.eval_results[-1][1] if result.eval_results else {}
+        ml = self.workload.metrics_logger
+        return Snapshot(
+            step=state.global_step,
+            submission_time=state.accumulated_submission_time,
+            budget=self.budget,
+            loss=getattr(ml, "last_scalars", {}).get("loss") if ml is not None else None,
+            metric_name=self.workload.config.target_metric,
+            metric=last.get(metric_key),
+            target=self.workload.config.validation_target,
+            target_minimize=self.workload.config.target_minimize,
+        )
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _short(row: dict[str, Any], metric: str) -> str:
+    keys = [f"validation/{metric}", f"test/{metric}", "score"]
+    return ", ".join(f"{k}={row[k]:.4f}" for k in keys if isinstance(row.get(k), float))

@@ -1,0 +1,306 @@
+"""Time-to-target, performance profiles and benchmark scores: pure functions over DataFrames.
+
+    python -m algoperf_torch.scoring LOGS_DIR          # the CLI built on these functions
+
+Matches the official scoring [scoring/performance_profile.py, scoring/score_submissions.py of
+mlcommons/algorithmic-efficiency at v0.6 and of mlcommons/submissions_algorithms; RULES.md §3.3,
+§4] step by step:
+
+1. Per trial: the first eval whose `validation/<metric>` reaches the target (`<=` if minimised,
+   `>=` otherwise; NaN never reaches) and the trial's `score` (accumulated submission time) there.
+2. Per study: the winner is the trial that reaches the target at the **smallest eval index**
+   (ties: first trial), not the smallest time; its time, or ∞ if no trial reached.
+3. Per workload: `np.median` over the studies (∞ participates; NaN propagates).
+4. (v0.5) a held-out variant's time becomes ∞ where its base is ∞/NaN; then every column
+   above 4× its column minimum becomes ∞; then a base becomes ∞ where its variant is ∞/NaN.
+   (v0.6) the 4× cut alone.
+5. Ratios `t / min_s t` (where that is NaN, e.g. ∞/∞, the time is kept, as `DataFrame.update`
+   does in the reference); profile `ρ(τ) = #{w: r ≤ τ} / n_base` on `linspace(1, 4, 100)`;
+   score = trapezoid integral of ρ over τ, divided by 3.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from algoperf_torch.scoring.logs import MalformedLogError
+from algoperf_torch.scoring.rules import Rules
+from algoperf_torch.scoring.targets import WorkloadTarget
+
+TIME_COLUMNS = ("score", "accumulated_submission_time")  # first present wins
+
+
+class ScoringError(ValueError):
+    """Logs that cannot be scored as asked (unknown workload, strict-mode count mismatch...)."""
+
+
+def _time_array(row: pd.Series) -> np.ndarray:
+    for column in TIME_COLUMNS:
+        value = row.get(column)
+        if isinstance(value, np.ndarray) and not np.isnan(value).all():
+            return value
+    raise MalformedLogError(f"{row['path']}: no {' or '.join(map(repr, TIME_COLUMNS))} column")
+
+
+def trial_times(trials: pd.DataFrame, targets: dict[str, WorkloadTarget]) -> pd.DataFrame:
+    """Time to target of every trial of one or more submissions.
+
+    Args:
+        trials: rows from `logs.read_submission` (per-eval arrays in the CSV columns).
+        targets: `{workload: WorkloadTarget}` for every workload in `trials`.
+
+    Returns:
+        One row per trial: `submission, study, workload, trial, path, metric, target,
+        eval_index` (first eval reaching the target, -1 if none), `time_to_target` (∞ if none),
+        `best_value`, `time_to_best`, `num_evals`, `final_step`, `step_time` (median seconds/step).
+
+    Raises:
+        ScoringError: a workload has no target.
+        MalformedLogError: a trial lacks the target metric or time column (names the file).
+    """
+    records = []
+    for _, row in trials.iterrows():
+        target = targets.get(row["workload"])
+        if target is None:
+            raise ScoringError(
+                f"{row['path']}: no target for workload {row['workload']!r}; add "
+                f"conf/workload/{row['workload']}.yaml (known: {sorted(targets)})"
+            )
+        metric = row.get(target.validation_metric)
+        if not isinstance(metric, np.ndarray):
+            columns = [c for c, v in row.items() if isinstance(v, np.ndarray)]
+            raise MalformedLogError(
+                f"{row['path']}: no column {target.validation_metric!r} (the target metric of "
+                f"{row['workload']}); columns: {columns}"
+            )
+        times = _time_array(row)
+        if target.target_minimize:
+            reached = metric <= target.validation_target
+        else:
+            reached = metric >= target.validation_target
+        index = int(np.argmax(reached)) if reached.any() else -1
+        finite = ~np.isnan(metric)
+        best = (np.argmin if target.target_minimize else np.argmax)(np.where(
+            finite, metric, np.inf if target.target_minimize else -np.inf)) if finite.any() else -1
+        steps = row.get("global_step")
+        steps = steps if isinstance(steps, np.ndarray) else np.full(len(times), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_step = np.diff(times, prepend=0.0) / np.diff(steps, prepend=0.0)
+        records.append({
+            "submission": row["submission"], "study": row["study"], "workload": row["workload"],
+            "trial": row["trial"], "path": row["path"], "metric": target.validation_metric,
+            "target": target.validation_target, "eval_index": index,
+            "time_to_target": float(times[index]) if index >= 0 else np.inf,
+            "best_value": float(metric[best]) if best >= 0 else np.nan,
+            "time_to_best": float(times[best]) if best >= 0 else np.nan,
+            "num_evals": len(metric),
+            "final_step": float(steps[-1]) if len(steps) else np.nan,
+            "step_time": float(np.nanmedian(per_step)) if np.isfinite(per_step).any() else np.nan,
+        })
+    columns = ["submission", "study", "workload", "trial", "path", "metric", "target",
+               "eval_index", "time_to_target", "best_value", "time_to_best", "num_evals",
+               "final_step", "step_time"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def study_times(per_trial: pd.DataFrame) -> pd.DataFrame:
+    """The winner of every study and its time to target.
+
+    Args:
+        per_trial: output of `trial_times`, trials in reading order.
+
+    Returns:
+        One row per (submission, workload, study): `time` (∞ if no trial reached) and
+        `winner` (trial name or None), the winner being the trial with the smallest eval index
+        [scoring/performance_profile.py `get_best_trial_index`].
+    """
+    rows = []
+    for (submission, workload, study), group in per_trial.groupby(
+        ["submission", "workload", "study"], sort=False
+    ):
+        reached = group[group["eval_index"] >= 0]
+        if reached.empty:
+            time, winner = np.inf, None
+        else:
+            best = reached.loc[reached["eval_index"].idxmin()]  # first minimum in trial order
+            time, winner = float(best["time_to_target"]), best["trial"]
+        rows.append({"submission": submission, "workload": workload, "study": study,
+                     "time": time, "winner": winner, "num_trials": len(group)})
+    return pd.DataFrame(rows, columns=["submission", "workload", "study", "time", "winner", "num_trials"])
+
+
+def workload_times(per_study: pd.DataFrame, submissions: list[str] | None = None) -> pd.DataFrame:
+    """Median over studies of the per-study times (`np.median`: ∞ counts, NaN propagates).
+
+    Args:
+        per_study: output of `study_times`.
+        submissions: row order (and submissions to include even with no trials).
+
+    Returns:
+        DataFrame indexed by submission, one column per workload (NaN where a submission has
+        no logs for that workload).
+    """
+    medians = per_study.groupby(["submission", "workload"], sort=False)["time"].apply(
+        lambda t: float(np.median(t.to_numpy()))
+    )
+    table = medians.unstack("workload") if len(medians) else pd.DataFrame()
+    if submissions is not None:
+        table = table.reindex(submissions)
+    table.index.name, table.columns.name = "submission", "workload"
+    return table.reindex(sorted(table.columns), axis=1).astype(float)
+
+
+def apply_budget_rules(
+    times: pd.DataFrame, base_workloads: list[str], held_out: dict[str, str], max_ratio: float = 4.0
+) -> pd.DataFrame:
+    """The held-out rule (v0.5) and the 4× cut, then only the base workloads.
+
+    Args:
+        times: per-workload times (submissions × workloads), before any cut.
+        base_workloads: the scored workloads, in output column order.
+        held_out: `{variant: its base}` for the held-out variants (empty for v0.6).
+        max_ratio: times above `max_ratio × column minimum` become ∞.
+
+    Returns:
+        Submissions × base workloads; absent workloads are NaN columns.
+    """
+    df = times.reindex(columns=sorted(set(times.columns) | set(base_workloads) | set(held_out)))
+    base_missing = lambda b: np.isinf(df[b]) | df[b].isna()  # noqa: E731
+    for variant, base in held_out.items():  # variant counts only where its base was reached
+        df[variant] = df[variant].where(~base_missing(base), np.inf)
+    best = df.min(axis=0)
+    df = df.mask(df.gt(max_ratio * best, axis=1), np.inf)
+    for variant, base in held_out.items():  # base counts only where its variant was reached
+        missing = np.isinf(df[variant]) | df[variant].isna()
+        df[base] = df[base].where(~missing, np.inf)
+    return df[list(base_workloads)]
+
+
+def performance_ratios(times: pd.DataFrame) -> pd.DataFrame:
+    """Each time divided by the fastest submission's on that workload.
+
+    Where the ratio is NaN (∞/∞, NaN times) the time itself is kept, as the reference's
+    `DataFrame.update` does; either way it never satisfies `r ≤ τ`.
+    """
+    ratios = times.div(times.min(axis=0), axis=1)
+    return ratios.where(ratios.notna(), times)
+
+
+def performance_profiles(ratios: pd.DataFrame, taus: np.ndarray, num_workloads: int) -> pd.DataFrame:
+    """ρ_s(τ) = (1/n) #{w : r_{s,w} ≤ τ}, one row per submission, one column per τ."""
+    values = ratios.to_numpy(dtype=float)
+    counts = (values[:, :, None] <= taus[None, None, :]).sum(axis=1)
+    return pd.DataFrame(counts / num_workloads, index=ratios.index, columns=taus)
+
+
+def benchmark_scores(profiles: pd.DataFrame) -> pd.Series:
+    """Normalised area under each profile: trapezoid over τ divided by the τ range."""
+    taus = profiles.columns.to_numpy(dtype=float)
+    area = np.trapezoid(profiles.to_numpy(dtype=float), x=taus, axis=1)
+    return pd.Series(area / (taus.max() - taus.min()), index=profiles.index, name="score")
+
+
+@dataclass
+class Scores:
+    """Everything the CLI prints and writes."""
+
+    per_trial: pd.DataFrame
+    per_study: pd.DataFrame
+    times: pd.DataFrame  # median per workload, before held-out rule and 4× cut
+    scored_times: pd.DataFrame  # after them, base workloads only
+    ratios: pd.DataFrame
+    profiles: pd.DataFrame
+    scores: pd.Series
+    base_workloads: list[str]
+    dev_mode: bool = False
+    ignored_workloads: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # submission -> why it was not scored
+
+
+def count_warnings(per_study: pd.DataFrame, rules: Rules, self_tuning: bool, expected_workloads: int) -> list[str]:
+    """Mismatches with the expected numbers of workloads, studies and trials (as the reference)."""
+    notes = []
+    for submission, group in per_study.groupby("submission", sort=False):
+        n = group["workload"].nunique()
+        if n != expected_workloads:
+            notes.append(f"{submission}: expecting {expected_workloads} workloads, found {n}")
+        for workload, wgroup in group.groupby("workload", sort=False):
+            if len(wgroup) != rules.num_studies:
+                notes.append(f"{submission}/{workload}: expecting {rules.num_studies} studies, found {len(wgroup)}")
+            if not self_tuning:
+                for _, srow in wgroup[wgroup["num_trials"] != rules.num_trials].iterrows():
+                    notes.append(f"{submission}/{srow['study']}/{workload}: expecting "
+                                 f"{rules.num_trials} trials, found {srow['num_trials']}")
+    return notes
+
+
+def score_submissions(
+    trials: dict[str, pd.DataFrame],
+    targets: dict[str, WorkloadTarget],
+    rules: Rules,
+    self_tuning: bool = False,
+    strict: bool = False,
+) -> Scores:
+    """Score submissions together (scores are relative to the group).
+
+    Args:
+        trials: `{submission: read_submission(...)}`.
+        targets: `{workload: WorkloadTarget}`.
+        rules: the rules version.
+        self_tuning: self-tuning ruleset (one trial per study; no trial-count check).
+        strict: raise on wrong numbers of workloads/studies/trials instead of warning.
+
+    Returns:
+        A `Scores`. A submission with a malformed log is left out (`errors` says why); the
+        others are scored together. If none of the rules' base workloads is in the logs (a development run,
+        e.g. on `digits`), the workloads present are scored instead (`dev_mode`).
+    """
+    frames = [t for t in trials.values() if len(t)]
+    all_trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["submission", "study", "workload", "trial", "path"])
+    present = sorted(set(all_trials["workload"]))
+    base = list(rules.base_workloads)
+    held_out = {v: _base_of(v, targets, base) for v in rules.held_out_workloads}
+    dev_mode = not set(present) & set(base)
+    if dev_mode:
+        base, held_out = present, {}
+    if held_out and not set(held_out) & set(present):
+        raise ScoringError(f"rules {rules.name} score the held-out variants {sorted(held_out)}, "
+                           "but no submission has logs for any of them")
+    used = set(base) | set(held_out)
+    ignored = [w for w in present if w not in used]
+    per_trial_parts, errors = [], {}
+    for submission, frame in trials.items():
+        try:
+            per_trial_parts.append(trial_times(frame[frame["workload"].isin(used)], targets))
+        except MalformedLogError as err:  # the other submissions are still scored
+            errors[submission] = str(err)
+    kept = [s for s in trials if s not in errors]
+    per_trial = pd.concat(per_trial_parts, ignore_index=True) if per_trial_parts else trial_times(
+        all_trials.iloc[:0], targets)
+    per_study = study_times(per_trial)
+    notes = count_warnings(per_study, rules, self_tuning, len(base) + len(held_out))
+    if strict and notes:
+        raise ScoringError("strict scoring: " + "; ".join(notes))
+    times = workload_times(per_study, kept)
+    scored = apply_budget_rules(times, base, held_out, rules.max_tau)
+    ratios = performance_ratios(scored)
+    profiles = performance_profiles(ratios, rules.tau_grid(), len(base))
+    return Scores(per_trial, per_study, times, scored, ratios, profiles, benchmark_scores(profiles),
+                  base, dev_mode, ignored, notes, errors)
+
+
+def _base_of(variant: str, targets: dict[str, WorkloadTarget], base_workloads: list[str]) -> str:
+    """A variant's base: its YAML's `base`, else the first base name contained in it (reference)."""
+    target = targets.get(variant)
+    if target is not None and target.base:
+        return target.base
+    for name in base_workloads:
+        if re.search(re.escape(name), variant):
+            return name
+    raise ScoringError(f"cannot tell the base workload of variant {variant!r}")
