@@ -38,8 +38,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help='write {"submission": score}')
     parser.add_argument("--strict", action="store_true", help="wrong counts are errors")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--conf-dir", type=Path, default=WORKLOAD_CONF_DIR,
-                        help="folder of workload YAMLs with the targets")
+    parser.add_argument(
+        "--conf-dir",
+        type=Path,
+        default=WORKLOAD_CONF_DIR,
+        help="folder of workload YAMLs with the targets",
+    )
     parser.add_argument("--exclude", default="", help="comma-separated submissions to skip")
     return parser.parse_args(argv)
 
@@ -60,14 +64,18 @@ def _write_outputs(result: Scores, trials: dict[str, pd.DataFrame], args, target
         group.to_csv(out / f"{submission}_summary.csv", index=False)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({s: float(v) for s, v in result.scores.items()}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({s: float(v) for s, v in result.scores.items()}, indent=2) + "\n"
+        )
     if args.no_plots:
         return
     from algoperf_torch.scoring.plots import plot_performance_profiles, plot_validation_curves
 
-    plot_performance_profiles(result.profiles, out / "performance_profile_by_score.png",
-                              title=f"Performance profiles ({args.rules}"
-                              f"{', self-tuning' if args.self_tuning else ''})")
+    plot_performance_profiles(
+        result.profiles,
+        out / "performance_profile_by_score.png",
+        title=f"Performance profiles ({args.rules}{', self-tuning' if args.self_tuning else ''})",
+    )
     kept = [t for s, t in trials.items() if s in result.scores.index and len(t)]
     if kept:
         budgets = {w: t.budget(args.rules, args.self_tuning) for w, t in targets.items()}
@@ -85,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in sorted(present & set(problems)):
         print(f"warning: {problems[name]}", file=sys.stderr)
     try:
-        result = score_submissions(trials, targets, RULES[args.rules], args.self_tuning, args.strict)
+        result = score_submissions(
+            trials, targets, RULES[args.rules], args.self_tuning, args.strict
+        )
     except ScoringError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -93,12 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     for note in result.warnings:
         print(f"warning: {note}", file=sys.stderr)
     if result.dev_mode:
-        print(f"note: no {args.rules} benchmark workload in the logs; scoring the workloads present "
-              f"({', '.join(result.base_workloads)}) - not comparable with leaderboard scores",
-              file=sys.stderr)
+        print(
+            f"note: no {args.rules} benchmark workload in the logs; scoring the workloads present "
+            f"({', '.join(result.base_workloads)}) - not comparable with leaderboard scores",
+            file=sys.stderr,
+        )
     if result.ignored_workloads:
-        print(f"note: not scored under {args.rules}: {', '.join(result.ignored_workloads)}",
-              file=sys.stderr)
+        print(
+            f"note: not scored under {args.rules}: {', '.join(result.ignored_workloads)}",
+            file=sys.stderr,
+        )
     print("Time to target (s), median over studies, before the 4x cut:")
     print(_format_table(result.times))
     print(f"\nBenchmark scores ({args.rules}{', self-tuning' if args.self_tuning else ''}):")

@@ -63,7 +63,9 @@ def read_trial_csv(path: Path) -> dict[str, np.ndarray]:
         if values is None or (values.size and values.shape[1] != len(header)):
             frame = pd.read_csv(path)  # empty cells (columns first seen later), quoted fields
             header = list(frame.columns)
-            values = frame.apply(pd.to_numeric, errors="raise").to_numpy(np.float64, na_value=np.nan)
+            values = frame.apply(pd.to_numeric, errors="raise").to_numpy(
+                np.float64, na_value=np.nan
+            )
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise MalformedLogError(f"{path}: cannot read eval measurements ({msg})") from None
@@ -85,7 +87,9 @@ def _submission_dirs(logs_dir: Path) -> dict[str, list[Path]]:
 
 def _trial_rows(submission: str, root: Path) -> list[dict]:
     rows = []
-    for study in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)):
+    for study in sorted(
+        (p for p in root.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)
+    ):
         for wdir in sorted((p for p in study.iterdir() if p.is_dir()), key=lambda p: p.name):
             match = WORKLOAD_DIR_RE.match(wdir.name)
             name, framework = (match["name"], match["framework"]) if match else (wdir.name, "")
@@ -94,8 +98,14 @@ def _trial_rows(submission: str, root: Path) -> list[dict]:
                 csv = tdir / MEASUREMENTS_FILENAME
                 if not csv.is_file():
                     continue
-                row = {"submission": submission, "study": study.name, "workload": name,
-                       "framework": framework, "trial": tdir.name, "path": str(csv)}
+                row = {
+                    "submission": submission,
+                    "study": study.name,
+                    "workload": name,
+                    "framework": framework,
+                    "trial": tdir.name,
+                    "path": str(csv),
+                }
                 row.update(read_trial_csv(csv))
                 rows.append(row)
     return rows

@@ -86,17 +86,30 @@ def plot_validation_curves(
                 continue
             label = row["submission"] if row["submission"] not in labelled else None
             labelled.add(row["submission"])
-            ax.plot(times, values, color=colors[row["submission"]], alpha=0.6, linewidth=1.2,
-                    label=label)
-        ax.axhline(target.validation_target, color="k", linestyle="--", linewidth=1,
-                   label=f"target {target.validation_target:g}")
+            ax.plot(
+                times,
+                values,
+                color=colors[row["submission"]],
+                alpha=0.6,
+                linewidth=1.2,
+                label=label,
+            )
+        ax.axhline(
+            target.validation_target,
+            color="k",
+            linestyle="--",
+            linewidth=1,
+            label=f"target {target.validation_target:g}",
+        )
         budget = (budgets or {}).get(workload)
         if budget:
             ax.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
         ax.set_xlabel("Submission time (s)")
         ax.set_ylabel(target.validation_metric)
-        ax.set_title(f"{workload}: {target.validation_metric} "
-                     f"({'lower' if target.target_minimize else 'higher'} is better)")
+        ax.set_title(
+            f"{workload}: {target.validation_metric} "
+            f"({'lower' if target.target_minimize else 'higher'} is better)"
+        )
         ax.grid(alpha=0.4)
         ax.legend(loc="best", fontsize="small")
         path = Path(out_dir) / f"curves_{workload}.png"

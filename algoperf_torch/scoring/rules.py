@@ -55,6 +55,15 @@ class Rules:
 
 
 RULES = {
-    "v0.6": Rules("v0.6", BASE_WORKLOADS, (), num_studies=3, num_trials=5, self_tuning_budget_factor=1.5),
-    "v0.5": Rules("v0.5", BASE_WORKLOADS, HELD_OUT_V05, num_studies=5, num_trials=5, self_tuning_budget_factor=3.0),
+    "v0.6": Rules(
+        "v0.6", BASE_WORKLOADS, (), num_studies=3, num_trials=5, self_tuning_budget_factor=1.5
+    ),
+    "v0.5": Rules(
+        "v0.5",
+        BASE_WORKLOADS,
+        HELD_OUT_V05,
+        num_studies=5,
+        num_trials=5,
+        self_tuning_budget_factor=3.0,
+    ),
 }

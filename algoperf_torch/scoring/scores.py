@@ -84,26 +84,53 @@ def trial_times(trials: pd.DataFrame, targets: dict[str, WorkloadTarget]) -> pd.
             reached = metric >= target.validation_target
         index = int(np.argmax(reached)) if reached.any() else -1
         finite = ~np.isnan(metric)
-        best = (np.argmin if target.target_minimize else np.argmax)(np.where(
-            finite, metric, np.inf if target.target_minimize else -np.inf)) if finite.any() else -1
+        best = (
+            (np.argmin if target.target_minimize else np.argmax)(
+                np.where(finite, metric, np.inf if target.target_minimize else -np.inf)
+            )
+            if finite.any()
+            else -1
+        )
         steps = row.get("global_step")
         steps = steps if isinstance(steps, np.ndarray) else np.full(len(times), np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
             per_step = np.diff(times, prepend=0.0) / np.diff(steps, prepend=0.0)
-        records.append({
-            "submission": row["submission"], "study": row["study"], "workload": row["workload"],
-            "trial": row["trial"], "path": row["path"], "metric": target.validation_metric,
-            "target": target.validation_target, "eval_index": index,
-            "time_to_target": float(times[index]) if index >= 0 else np.inf,
-            "best_value": float(metric[best]) if best >= 0 else np.nan,
-            "time_to_best": float(times[best]) if best >= 0 else np.nan,
-            "num_evals": len(metric),
-            "final_step": float(steps[-1]) if len(steps) else np.nan,
-            "step_time": float(np.nanmedian(per_step)) if np.isfinite(per_step).any() else np.nan,
-        })
-    columns = ["submission", "study", "workload", "trial", "path", "metric", "target",
-               "eval_index", "time_to_target", "best_value", "time_to_best", "num_evals",
-               "final_step", "step_time"]
+        records.append(
+            {
+                "submission": row["submission"],
+                "study": row["study"],
+                "workload": row["workload"],
+                "trial": row["trial"],
+                "path": row["path"],
+                "metric": target.validation_metric,
+                "target": target.validation_target,
+                "eval_index": index,
+                "time_to_target": float(times[index]) if index >= 0 else np.inf,
+                "best_value": float(metric[best]) if best >= 0 else np.nan,
+                "time_to_best": float(times[best]) if best >= 0 else np.nan,
+                "num_evals": len(metric),
+                "final_step": float(steps[-1]) if len(steps) else np.nan,
+                "step_time": float(np.nanmedian(per_step))
+                if np.isfinite(per_step).any()
+                else np.nan,
+            }
+        )
+    columns = [
+        "submission",
+        "study",
+        "workload",
+        "trial",
+        "path",
+        "metric",
+        "target",
+        "eval_index",
+        "time_to_target",
+        "best_value",
+        "time_to_best",
+        "num_evals",
+        "final_step",
+        "step_time",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -128,9 +155,19 @@ def study_times(per_trial: pd.DataFrame) -> pd.DataFrame:
         else:
             best = reached.loc[reached["eval_index"].idxmin()]  # first minimum in trial order
             time, winner = float(best["time_to_target"]), best["trial"]
-        rows.append({"submission": submission, "workload": workload, "study": study,
-                     "time": time, "winner": winner, "num_trials": len(group)})
-    return pd.DataFrame(rows, columns=["submission", "workload", "study", "time", "winner", "num_trials"])
+        rows.append(
+            {
+                "submission": submission,
+                "workload": workload,
+                "study": study,
+                "time": time,
+                "winner": winner,
+                "num_trials": len(group),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["submission", "workload", "study", "time", "winner", "num_trials"]
+    )
 
 
 def workload_times(per_study: pd.DataFrame, submissions: list[str] | None = None) -> pd.DataFrame:
@@ -190,7 +227,9 @@ def performance_ratios(times: pd.DataFrame) -> pd.DataFrame:
     return ratios.where(ratios.notna(), times)
 
 
-def performance_profiles(ratios: pd.DataFrame, taus: np.ndarray, num_workloads: int) -> pd.DataFrame:
+def performance_profiles(
+    ratios: pd.DataFrame, taus: np.ndarray, num_workloads: int
+) -> pd.DataFrame:
     """ρ_s(τ) = (1/n) #{w : r_{s,w} ≤ τ}, one row per submission, one column per τ."""
     values = ratios.to_numpy(dtype=float)
     counts = (values[:, :, None] <= taus[None, None, :]).sum(axis=1)
@@ -222,7 +261,9 @@ class Scores:
     errors: dict[str, str] = field(default_factory=dict)  # submission -> why it was not scored
 
 
-def count_warnings(per_study: pd.DataFrame, rules: Rules, self_tuning: bool, expected_workloads: int) -> list[str]:
+def count_warnings(
+    per_study: pd.DataFrame, rules: Rules, self_tuning: bool, expected_workloads: int
+) -> list[str]:
     """Mismatches with the expected numbers of workloads, studies and trials (as the reference)."""
     notes = []
     for submission, group in per_study.groupby("submission", sort=False):
@@ -231,11 +272,15 @@ def count_warnings(per_study: pd.DataFrame, rules: Rules, self_tuning: bool, exp
             notes.append(f"{submission}: expecting {expected_workloads} workloads, found {n}")
         for workload, wgroup in group.groupby("workload", sort=False):
             if len(wgroup) != rules.num_studies:
-                notes.append(f"{submission}/{workload}: expecting {rules.num_studies} studies, found {len(wgroup)}")
+                notes.append(
+                    f"{submission}/{workload}: expecting {rules.num_studies} studies, found {len(wgroup)}"
+                )
             if not self_tuning:
                 for _, srow in wgroup[wgroup["num_trials"] != rules.num_trials].iterrows():
-                    notes.append(f"{submission}/{srow['study']}/{workload}: expecting "
-                                 f"{rules.num_trials} trials, found {srow['num_trials']}")
+                    notes.append(
+                        f"{submission}/{srow['study']}/{workload}: expecting "
+                        f"{rules.num_trials} trials, found {srow['num_trials']}"
+                    )
     return notes
 
 
@@ -261,8 +306,11 @@ def score_submissions(
         e.g. on `digits`), the workloads present are scored instead (`dev_mode`).
     """
     frames = [t for t in trials.values() if len(t)]
-    all_trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["submission", "study", "workload", "trial", "path"])
+    all_trials = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["submission", "study", "workload", "trial", "path"])
+    )
     present = sorted(set(all_trials["workload"]))
     base = list(rules.base_workloads)
     held_out = {v: _base_of(v, targets, base) for v in rules.held_out_workloads}
@@ -270,8 +318,10 @@ def score_submissions(
     if dev_mode:
         base, held_out = present, {}
     if held_out and not set(held_out) & set(present):
-        raise ScoringError(f"rules {rules.name} score the held-out variants {sorted(held_out)}, "
-                           "but no submission has logs for any of them")
+        raise ScoringError(
+            f"rules {rules.name} score the held-out variants {sorted(held_out)}, "
+            "but no submission has logs for any of them"
+        )
     used = set(base) | set(held_out)
     ignored = [w for w in present if w not in used]
     per_trial_parts, errors = [], {}
@@ -281,8 +331,11 @@ def score_submissions(
         except MalformedLogError as err:  # the other submissions are still scored
             errors[submission] = str(err)
     kept = [s for s in trials if s not in errors]
-    per_trial = pd.concat(per_trial_parts, ignore_index=True) if per_trial_parts else trial_times(
-        all_trials.iloc[:0], targets)
+    per_trial = (
+        pd.concat(per_trial_parts, ignore_index=True)
+        if per_trial_parts
+        else trial_times(all_trials.iloc[:0], targets)
+    )
     per_study = study_times(per_trial)
     notes = count_warnings(per_study, rules, self_tuning, len(base) + len(held_out))
     if strict and notes:
@@ -291,8 +344,20 @@ def score_submissions(
     scored = apply_budget_rules(times, base, held_out, rules.max_tau)
     ratios = performance_ratios(scored)
     profiles = performance_profiles(ratios, rules.tau_grid(), len(base))
-    return Scores(per_trial, per_study, times, scored, ratios, profiles, benchmark_scores(profiles),
-                  base, dev_mode, ignored, notes, errors)
+    return Scores(
+        per_trial,
+        per_study,
+        times,
+        scored,
+        ratios,
+        profiles,
+        benchmark_scores(profiles),
+        base,
+        dev_mode,
+        ignored,
+        notes,
+        errors,
+    )
 
 
 def _base_of(variant: str, targets: dict[str, WorkloadTarget], base_workloads: list[str]) -> str:

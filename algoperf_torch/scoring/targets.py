@@ -42,7 +42,9 @@ class WorkloadTarget:
 
     def budget(self, rules: str, self_tuning: bool) -> float | None:
         """The runtime budget under `rules` (v0.6 | v0.5), ×1.5 (v0.6) or ×3 (v0.5) self-tuning."""
-        runtime = self.v05_max_runtime if rules == "v0.5" and self.v05_max_runtime else self.max_runtime
+        runtime = (
+            self.v05_max_runtime if rules == "v0.5" and self.v05_max_runtime else self.max_runtime
+        )
         if runtime is None:
             return None
         return runtime * ((3.0 if rules == "v0.5" else 1.5) if self_tuning else 1.0)
@@ -105,9 +107,13 @@ def target_from_config(cfg: dict[str, Any], path: Path) -> WorkloadTarget:
     if missing:
         raise TargetsError(f"{path}: missing keys {missing} needed for scoring")
     if not isinstance(cfg["target_minimize"], bool):
-        raise TargetsError(f"{path}: 'target_minimize' is {cfg['target_minimize']!r}; accepted: true|false")
+        raise TargetsError(
+            f"{path}: 'target_minimize' is {cfg['target_minimize']!r}; accepted: true|false"
+        )
     if not isinstance(cfg["target_metric"], str) or not cfg["target_metric"]:
-        raise TargetsError(f"{path}: 'target_metric' is {cfg['target_metric']!r}; accepted: a metric name")
+        raise TargetsError(
+            f"{path}: 'target_metric' is {cfg['target_metric']!r}; accepted: a metric name"
+        )
     return WorkloadTarget(
         name=str(cfg.get("name") or path.stem),
         target_metric=cfg["target_metric"],
@@ -150,8 +156,10 @@ def main() -> None:
     targets, problems = load_workload_targets()
     for t in targets.values():
         direction = "<=" if t.target_minimize else ">="
-        print(f"{t.name:40s} {t.validation_metric:32s} {direction} {t.validation_target:<10g} "
-              f"budget {t.max_runtime} base {t.base}")
+        print(
+            f"{t.name:40s} {t.validation_metric:32s} {direction} {t.validation_target:<10g} "
+            f"budget {t.max_runtime} base {t.base}"
+        )
     for name, why in problems.items():
         print(f"{name:40s} (no target: {why})")
 
