@@ -15,8 +15,16 @@ from typing import Any
 Hparams = Mapping[str, Any]
 
 
-def number(h: Hparams, key: str, *, lo: float = -math.inf, hi: float = math.inf,
-           lo_open: bool = False, hi_open: bool = False, default: float | None = None) -> float:
+def number(
+    h: Hparams,
+    key: str,
+    *,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    default: float | None = None,
+) -> float:
     """``float(h[key])`` checked against ``[lo, hi]`` (``(`` / ``)`` where open).
 
     Args:

@@ -78,8 +78,16 @@ class Lamb(torch.optim.Optimizer):
             beta1, beta2 = group["betas"]
             for step, (ps, gs, ms, vs) in buckets.items():
                 _lamb_foreach(
-                    ps, gs, ms, vs, step=step, lr=group["lr"], beta1=beta1, beta2=beta2,
-                    eps=group["eps"], wd=group["weight_decay"],
+                    ps,
+                    gs,
+                    ms,
+                    vs,
+                    step=step,
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=group["eps"],
+                    wd=group["weight_decay"],
                 )
         return loss
 

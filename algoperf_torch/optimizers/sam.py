@@ -47,8 +47,9 @@ class SAM(torch.optim.AdamW):
     ) -> None:
         if not rho >= 0.0:
             raise ValueError(f"SAM: rho={rho} must be >= 0")
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         foreach=True)
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=True
+        )
         for group in self.param_groups:
             group.setdefault("rho", rho)
 

@@ -79,8 +79,16 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
                 f"ScheduleFreeAdamW: r={r} and weight_lr_power={weight_lr_power} must be >= 0"
             )
         defaults = dict(
-            lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, r=r,
-            weight_lr_power=weight_lr_power, k=0, lr_max=0.0, weight_sum=0.0, train_mode=False,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            k=0,
+            lr_max=0.0,
+            weight_sum=0.0,
+            train_mode=False,
         )
         super().__init__(params, defaults)
         self.exp_avg_sq_dtype = exp_avg_sq_dtype

@@ -63,7 +63,9 @@ def warmup_cosine_optax(hparams: Mapping[str, Any], step_hint: int) -> Schedule:
         if t < warmup:  # linear_schedule(0 -> lr): (0 - lr) * frac + lr
             return np.float32(-lr) * _f32_frac_left(t, warmup) + np.float32(lr)
         count = np.float32(min(t - warmup, decay))
-        cosine = np.float32(0.5) * (np.float32(1.0) + np.cos(np.float32(math.pi) * count / np.float32(decay)))
+        cosine = np.float32(0.5) * (
+            np.float32(1.0) + np.cos(np.float32(math.pi) * count / np.float32(decay))
+        )
         return np.float32(lr) * cosine
 
     def factor(t: int) -> float:

@@ -109,23 +109,43 @@ class Shampoo(torch.optim.Optimizer):
         use_merge_dims: bool = True,
         preconditioner_dtype: torch.dtype = torch.float32,
     ) -> None:
-        _check_args(lr, betas, epsilon, momentum, weight_decay, max_preconditioner_dim,
-                    precondition_frequency, start_preconditioning_step, inv_root_override,
-                    grafting_type, grafting_beta2, grafting_epsilon)
+        _check_args(
+            lr,
+            betas,
+            epsilon,
+            momentum,
+            weight_decay,
+            max_preconditioner_dim,
+            precondition_frequency,
+            start_preconditioning_step,
+            inv_root_override,
+            grafting_type,
+            grafting_beta2,
+            grafting_epsilon,
+        )
         if start_preconditioning_step == -1:
             start_preconditioning_step = precondition_frequency
         defaults = dict(
-            lr=lr, betas=tuple(betas), epsilon=epsilon, momentum=momentum,
-            weight_decay=weight_decay, max_preconditioner_dim=int(max_preconditioner_dim),
+            lr=lr,
+            betas=tuple(betas),
+            epsilon=epsilon,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            max_preconditioner_dim=int(max_preconditioner_dim),
             precondition_frequency=int(precondition_frequency),
             start_preconditioning_step=start_preconditioning_step,
-            inv_root_override=int(inv_root_override), exponent_multiplier=exponent_multiplier,
-            use_nadam=use_nadam, use_nesterov=use_nesterov,
+            inv_root_override=int(inv_root_override),
+            exponent_multiplier=exponent_multiplier,
+            use_nadam=use_nadam,
+            use_nesterov=use_nesterov,
             use_bias_correction=use_bias_correction,
             use_decoupled_weight_decay=use_decoupled_weight_decay,
-            grafting_type=grafting_type.upper(), grafting_beta2=grafting_beta2,
-            grafting_epsilon=grafting_epsilon, use_normalized_grafting=use_normalized_grafting,
-            use_ema_momentum=use_ema_momentum, use_merge_dims=use_merge_dims,
+            grafting_type=grafting_type.upper(),
+            grafting_beta2=grafting_beta2,
+            grafting_epsilon=grafting_epsilon,
+            use_normalized_grafting=use_normalized_grafting,
+            use_ema_momentum=use_ema_momentum,
+            use_merge_dims=use_merge_dims,
         )
         super().__init__(params, defaults)
         self.preconditioner_dtype = preconditioner_dtype
@@ -329,7 +349,9 @@ class Shampoo(torch.optim.Optimizer):
             for s, invs in zip(blocks, self.state[p]["inv_factors"]):
                 d = _apply_roots(fm[s], invs)
                 if gm is not None:
-                    scale = torch.linalg.vector_norm(gm[s]) / (torch.linalg.vector_norm(d) + NORM_EPS)
+                    scale = torch.linalg.vector_norm(gm[s]) / (
+                        torch.linalg.vector_norm(d) + NORM_EPS
+                    )
                     d = d * scale
                 dm[s] = d
             out.append(dm.view_as(f))
@@ -344,10 +366,18 @@ def jax_paper_baseline_config(beta1: float, beta2: float, weight_decay: float) -
     (no bias correction, eps 1e-8), plus ``wd p``, through EMA Nesterov momentum ``beta1``.
     """
     return dict(
-        betas=(0.0, 1.0), momentum=beta1, use_ema_momentum=True, use_nesterov=True,
-        weight_decay=weight_decay, use_decoupled_weight_decay=True,
-        start_preconditioning_step=math.inf, grafting_type="RMSPROP", grafting_beta2=beta2,
-        grafting_epsilon=1e-8, use_normalized_grafting=True, use_bias_correction=False,
+        betas=(0.0, 1.0),
+        momentum=beta1,
+        use_ema_momentum=True,
+        use_nesterov=True,
+        weight_decay=weight_decay,
+        use_decoupled_weight_decay=True,
+        start_preconditioning_step=math.inf,
+        grafting_type="RMSPROP",
+        grafting_beta2=beta2,
+        grafting_epsilon=1e-8,
+        use_normalized_grafting=True,
+        use_bias_correction=False,
     )
 
 
@@ -406,8 +436,9 @@ def _apply_roots(g: torch.Tensor, invs: list[torch.Tensor]) -> torch.Tensor:
     return g
 
 
-def matrix_inverse_root(a: torch.Tensor, exponent: float, epsilon: float,
-                        dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+def matrix_inverse_root(
+    a: torch.Tensor, exponent: float, epsilon: float, dtype: torch.dtype = torch.float32
+) -> torch.Tensor | None:
     """``(A - min(lambda_min, 0) I + epsilon I)^(-exponent)`` of a symmetric ``A`` by ``eigh``.
 
     As Distributed Shampoo's protected eigh: first in ``dtype``, retried in float64 if that fails
@@ -425,8 +456,20 @@ def matrix_inverse_root(a: torch.Tensor, exponent: float, epsilon: float,
     return None
 
 
-def _check_args(lr, betas, epsilon, momentum, weight_decay, max_dim, freq, start, inv_root,
-                grafting_type, grafting_beta2, grafting_epsilon) -> None:
+def _check_args(
+    lr,
+    betas,
+    epsilon,
+    momentum,
+    weight_decay,
+    max_dim,
+    freq,
+    start,
+    inv_root,
+    grafting_type,
+    grafting_beta2,
+    grafting_epsilon,
+) -> None:
     if not lr >= 0.0:
         raise ValueError(f"Shampoo: lr={lr} must be >= 0")
     if not (0.0 <= betas[0] < 1.0 and 0.0 < betas[1] <= 1.0):
