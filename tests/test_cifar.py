@@ -76,9 +76,19 @@ def test_param_count_on_meta(functions):
     assert not any("layer1.0.downsample" in n for n in names)
 
 
-def test_forward_backward_every_param_gets_grad(functions):
+@pytest.fixture(scope="module")
+def model(functions):
+    # One full-size build shared by the tests: trunc_normal_ makes each build take seconds on CPU.
     torch.manual_seed(0)
-    model = functions.build_model(load_config())
+    return functions.build_model(load_config())
+
+
+def small_config() -> WorkloadConfig:
+    """ResNet-10 (one block per stage): same code paths, half the init cost."""
+    return load_config(model={"layers": [1, 1, 1, 1], "num_classes": 10})
+
+
+def test_forward_backward_every_param_gets_grad(functions, model):
     batch = functions.synthetic_batch(load_config(), 2, torch.Generator().manual_seed(0))
     logits = model(batch["inputs"])
     assert logits.shape == (2, 10)
@@ -87,11 +97,10 @@ def test_forward_backward_every_param_gets_grad(functions):
     loss.summed.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
+    model.zero_grad(set_to_none=True)
 
 
-def test_init_statistics(functions):
-    torch.manual_seed(0)
-    model = functions.build_model(load_config())
+def test_init_statistics(model):
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Conv2d):
             fan_in = module.weight[0].numel()
@@ -109,17 +118,17 @@ def test_init_statistics(functions):
 
 
 def test_init_is_seeded(functions):
-    torch.manual_seed(3)
-    a = functions.build_model(load_config()).state_dict()
-    torch.manual_seed(3)
-    b = functions.build_model(load_config()).state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        states.append(functions.build_model(small_config()).state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
 def test_batch_norm_switch_through_model_fn(functions):
-    workload = Workload(load_config(), functions, DistInfo())
+    workload = Workload(small_config(), functions, DistInfo())
     model, _ = workload.init_model_fn([0])
-    batch = functions.synthetic_batch(load_config(), 4, torch.Generator().manual_seed(1))
+    batch = functions.synthetic_batch(small_config(), 4, torch.Generator().manual_seed(1))
     bn = model.layer1[0].bn1
     before = (bn.running_mean.clone(), bn.running_var.clone())
     workload.model_fn(model, batch, None, ForwardPassMode.TRAIN, None, update_batch_norm=False)
