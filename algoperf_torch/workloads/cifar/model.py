@@ -4,14 +4,14 @@ Parameter names (``conv1``, ``bn1``, ``layer{1..4}.{i}.conv1/bn1/conv2/bn2``,
 ``layer{2..4}.0.downsample.conv/bn``, ``fc``), construction order and init follow the reference
 [algoperf/workloads/cifar/cifar_pytorch/models.py ``ResNet``/``resnet18``, whose ``BasicBlock``
 comes from algoperf/workloads/imagenet_resnet/imagenet_pytorch/models.py], so a given torch seed
-gives the same initial weights. 11,173,962 parameters (WORKLOADS.md §11).
+gives the same initial weights under the same torch version. 11,173,962 parameters (WORKLOADS.md
+§11).
 
     python -m pytest tests/test_cifar.py
 """
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -19,19 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algoperf_torch.layers.batch_norm import BatchNorm2d
-
-
-def lecun_trunc_normal_(conv: nn.Conv2d) -> None:
-    """LeCun-normal as a truncated normal [algoperf/init_utils.py ``pytorch_default_init``].
-
-    std = sqrt(1 / fan_in) / 0.8796..., truncated at ±2 std (the constant undoes the variance lost
-    by truncating a unit normal at ±2); the bias, if any, is zeroed.
-    """
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(conv.weight)
-    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
-    nn.init.trunc_normal_(conv.weight, std=std, a=-2 * std, b=2 * std)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
+from algoperf_torch.layers.init import lecun_normal_
 
 
 class BasicBlock(nn.Module):
@@ -99,7 +87,7 @@ class ResNet(nn.Module):
         """
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                lecun_trunc_normal_(m)
+                lecun_normal_(m)  # the reference's pytorch_default_init
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
