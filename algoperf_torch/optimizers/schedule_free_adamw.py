@@ -93,6 +93,14 @@ class ScheduleFreeAdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.exp_avg_sq_dtype = exp_avg_sq_dtype
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load, keeping ``v`` in ``exp_avg_sq_dtype`` (torch casts state to the param dtype)."""
+        super().load_state_dict(state_dict)
+        if self.exp_avg_sq_dtype is not None:
+            for state in self.state.values():
+                if "exp_avg_sq" in state:
+                    state["exp_avg_sq"] = state["exp_avg_sq"].to(self.exp_avg_sq_dtype)
+
     @torch.no_grad()
     def train(self) -> None:
         """Move parameters from ``x`` to ``y = x + (1 - b1)(z - x)`` (no-op if already there)."""
