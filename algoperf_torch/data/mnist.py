@@ -20,6 +20,8 @@ import tempfile
 import urllib.error
 import urllib.request
 
+import numpy as np
+
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -62,6 +64,7 @@ def download(url: str, dest: str, md5: str | None) -> None:
     folder = os.path.dirname(dest) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(dest) + ".", suffix=".part", dir=folder)
+    print(f"  downloading {url}", flush=True)
     try:
         digest = hashlib.md5()
         size = 0
@@ -70,17 +73,23 @@ def download(url: str, dest: str, md5: str | None) -> None:
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
+            expected = resp.headers.get("Content-Length")
+        # urllib's read(n) returns b"" on a dropped connection instead of raising: check the size.
+        if expected is not None and size != int(expected):
+            raise SetupError(f"could not download {url}: got {size} of {expected} bytes")
         if md5 is not None and digest.hexdigest() != md5:
             raise SetupError(
                 f"checksum mismatch for {url}: MD5 {digest.hexdigest()}, expected {md5}. The "
                 "mirror serves a different file; use another --mirror, or --skip-checksum if "
                 "you trust it"
             )
+        os.chmod(tmp, 0o644)  # mkstemp made it private to us
         os.replace(tmp, dest)
         print(f"  downloaded {url} ({size / 1e6:.1f} MB)")
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         # URLError covers HTTP errors; OSError timeouts and resets; ValueError a malformed URL.
-        reason = getattr(e, "reason", None) or e
+        http_error = isinstance(e, urllib.error.HTTPError)
+        reason = e if http_error else getattr(e, "reason", None) or e
         raise SetupError(f"could not download {url}: {reason}") from None
     finally:
         if os.path.exists(tmp):
@@ -127,10 +136,17 @@ def verify(folder: str) -> dict[str, int]:
     """Parse every file with the workload's reader; returns the train/test image counts."""
     from algoperf_torch.workloads.mnist.data import read_idx
 
+    def read(name: str) -> np.ndarray:
+        path = os.path.join(folder, name)
+        try:
+            return read_idx(path)
+        except (OSError, EOFError, ValueError) as e:  # bad gzip, truncated, wrong header
+            raise SetupError(f"{path} is not a valid idx file ({e}); delete it and rerun") from None
+
     counts = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images = read_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"))
-        labels = read_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"))
+        images = read(f"{prefix}-images-idx3-ubyte.gz")
+        labels = read(f"{prefix}-labels-idx1-ubyte.gz")
         if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.ndim != 1:
             raise SetupError(
                 f"MNIST {split}: images {images.shape}, labels {labels.shape}; "
@@ -154,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             if fetch(name, folder, mirrors, None if args.skip_checksum else md5)
         ]
         counts = verify(folder)
-    except (SetupError, ValueError) as e:
+    except SetupError as e:
         print(f"MNIST setup failed:\n{e}", file=sys.stderr)
         return 1
     state = f"downloaded {len(fetched)} file(s)" if fetched else "already present, nothing to do"
