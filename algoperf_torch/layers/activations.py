@@ -1,5 +1,7 @@
 """Activation modules chosen by name, as the workload variants select them.
 
+Names are the YAML values of ``model.activation``.
+
     python -m pytest tests/test_imagenet_models.py
 """
 

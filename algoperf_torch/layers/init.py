@@ -1,5 +1,7 @@
 """Parameter initialisers shared by the models (the reference's ``algoperf/init_utils.py``).
 
+Used by the ImageNet models for convolutions and dense layers.
+
     python -m pytest tests/test_imagenet_models.py -k init
 """
 

@@ -1,5 +1,7 @@
 """Fixed 2-D sine-cosine position embeddings (MoCo v3), as the reference ViT's ``posemb_sincos_2d``.
 
+Computed on the fly for the patch grid of each input, so any image size works.
+
     python -m pytest tests/test_imagenet_models.py -k posemb
 """
 

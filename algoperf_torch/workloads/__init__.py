@@ -18,6 +18,8 @@ WORKLOADS: dict[str, str] = {
     "digits": "algoperf_torch.workloads.digits.workload",
     "mnist": "algoperf_torch.workloads.mnist.workload",
     "cifar": "algoperf_torch.workloads.cifar.workload",
+    "imagenet_resnet": "algoperf_torch.workloads.imagenet_resnet.workload",
+    "imagenet_vit": "algoperf_torch.workloads.imagenet_vit.workload",
 }
 
 

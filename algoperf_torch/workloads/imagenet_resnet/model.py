@@ -103,7 +103,9 @@ class ResNet(nn.Module):
             )
         layers = [Bottleneck(self.inplanes, planes, stride, downsample, self.act_fnc)]
         self.inplanes = planes * Bottleneck.expansion
-        layers += [Bottleneck(self.inplanes, planes, act_fnc=self.act_fnc) for _ in range(1, blocks)]
+        layers += [
+            Bottleneck(self.inplanes, planes, act_fnc=self.act_fnc) for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
     def reset_parameters(self, bn_init_scale: float) -> None:

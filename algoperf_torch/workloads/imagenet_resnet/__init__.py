@@ -1,0 +1,1 @@
+"""ImageNet ResNet-50 workload and its variants (WORKLOADS.md §4)."""
