@@ -5,10 +5,11 @@ train = training images 0..44,999, validation = 45,000..49,999, test = the offic
 test set, eval_train = the first 5,120 of the 45,000 train indices after a ``random.Random(seed)``
 shuffle (the reference's exact procedure; its seed comes from the first eval's data rng).
 
-Train batches are augmented as the reference's torchvision transforms — RandomCrop(32, padding 4,
-zero fill), RandomHorizontalFlip — but vectorised over the whole uint8 batch in the main process
-(one gather per batch) instead of per image in 4 worker processes. Batches travel as uint8 and are
-normalised on the target device as ToTensor + Normalize would: ``(x / 255 - mean) / std``.
+Batches travel to the device as uint8 (a quarter of float32's bytes). There, train batches are
+augmented as the reference's torchvision transforms — RandomCrop(32, padding 4, zero fill), then
+RandomHorizontalFlip — vectorised over the whole batch in the main process (one gather; offsets
+drawn on the CPU) instead of per image in 4 loader workers, and every split is normalised as
+ToTensor + Normalize would: ``(x / 255 - mean) / std``.
 
     python -m algoperf_torch.data cifar --data-dir ~/data
     python -m algoperf_torch workload=cifar data=real data.data_dir=~/data
@@ -90,8 +91,10 @@ def random_crop_flip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     """RandomCrop(32, padding=4, fill 0) then RandomHorizontalFlip(0.5), per image, in one gather.
 
     Args:
-        images: [B, C, H, W] (any dtype; zero padding is pixel value 0, as torchvision's).
-        gen: the augmentation generator.
+        images: [B, C, H, W] on any device (any dtype; zero padding is pixel value 0, as
+            torchvision's).
+        gen: a CPU generator; the per-image offsets and flips are drawn on the CPU, so the
+            result does not depend on the device, and the gather runs where ``images`` are.
     """
     b, c, h, w = images.shape
     p = CROP_PADDING
@@ -101,9 +104,10 @@ def random_crop_flip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor
     flip = torch.rand(b, 1, generator=gen) < 0.5
     rows = top + torch.arange(h)  # [B, H]
     cols = left + torch.where(flip, torch.arange(w - 1, -1, -1), torch.arange(w))  # [B, W]
+    rows, cols = rows.to(images.device), cols.to(images.device)
     return padded[
-        torch.arange(b)[:, None, None, None],
-        torch.arange(c)[None, :, None, None],
+        torch.arange(b, device=images.device)[:, None, None, None],
+        torch.arange(c, device=images.device)[None, :, None, None],
         rows[:, None, :, None],
         cols[:, None, None, :],
     ]  # [B, C, H, W]
@@ -132,8 +136,10 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
             f"cifar: {num_train} train + {config.num_validation_examples} validation examples "
             f"requested, the training set under {request.data_dir} holds {len(images)}"
         )
+    augment_gen = None
     if request.split == "train":
-        batches = train_batches(images[:num_train], labels[:num_train], request, random_crop_flip)
+        batches = train_batches(images[:num_train], labels[:num_train], request)
+        augment_gen = torch.Generator().manual_seed(request.seed * 1000 + request.rank + 1)
     elif request.split == "eval_train":
         idx = torch.tensor(eval_train_indices(num_train, request.num_examples, request.seed))
         batches = eval_batches(images[idx], labels[idx], request)
@@ -143,7 +149,21 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
         batches = eval_batches(data["test_images"], data["test_labels"], request)
     mean = torch.tensor(config.train_mean, dtype=torch.float32, device=request.device)
     std = torch.tensor(config.train_stddev, dtype=torch.float32, device=request.device)
-    return ({**b, "inputs": normalize(b["inputs"], mean, std)} for b in batches)
+    return _on_device(batches, mean, std, augment_gen)
+
+
+def _on_device(
+    batches: Iterator[Batch],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    augment_gen: torch.Generator | None,
+) -> Iterator[Batch]:
+    """Augment (when given a generator) and normalise uint8 batches already on the device."""
+    for batch in batches:
+        x = batch["inputs"]
+        if augment_gen is not None:
+            x = random_crop_flip(x, augment_gen)
+        yield {**batch, "inputs": normalize(x, mean, std)}
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:
