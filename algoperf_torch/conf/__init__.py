@@ -1,0 +1,1 @@
+"""Hydra configs (YAML); this file only makes the folder importable for Hydra."""
