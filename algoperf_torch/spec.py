@@ -256,8 +256,7 @@ class WorkloadFunctions:
         forward: (model, batch, train, dropout_rate) -> logits; default ``model(batch["inputs"])``.
         param_type: (name) -> ParameterType; default the reference's name rules.
         is_output_param: (name) -> bool.
-        prepare_data: ``python -m algoperf_torch.data <name>`` entry for this dataset, if any.
-        missing_data_hint: text shown when the data files are not found.
+        uses_batch_norm: ``model_fn``'s ``update_batch_norm`` applies (BN layers with the switch).
     """
 
     build_model: Callable[[WorkloadConfig], nn.Module]
@@ -268,6 +267,9 @@ class WorkloadFunctions:
     forward: Callable[[nn.Module, Batch, bool, float | None], Any] | None = None
     is_output_param: Callable[[str], bool] = lambda name: False
     uses_batch_norm: bool = False
+    reinit_in_place: bool = False
+    """A second ``init_model_fn`` re-initialises the first model in place, without re-seeding
+    (the reference's MNIST and CIFAR); the model must define ``reset_parameters()``."""
 
 
 class Submission(Protocol):

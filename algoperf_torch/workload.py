@@ -218,6 +218,9 @@ class Workload:
         ``dropout_rate``/``aux_dropout_rate`` exist for v0.5-era submissions and are ignored:
         in v0.6 the rate is an argument of ``model_fn``.
         """
+        if self.functions.reinit_in_place and self._model is not None:
+            unwrap(self._model).reset_parameters()
+            return self._model, None
         torch.random.manual_seed(int(rng[0]))
         model = self.functions.build_model(self.config)
         named = list(model.named_parameters())

@@ -68,3 +68,22 @@ def test_listing_table_and_shapes(capsys):
         ["net.layer2.weight", [10, 128]], ["net.layer2.bias", [10]]]
     assert main(["--shapes", "nosuch"]) == 2
     assert "valid names" in capsys.readouterr().err
+
+
+def test_mnist_reinit_is_in_place_without_reseeding():
+    # WORKLOADS.md §10: a second init_model_fn re-initialises the same module (LeCun normal,
+    # zero bias) without re-seeding, and returns it.
+    import torch
+
+    from algoperf_torch.distributed import DistInfo
+    from algoperf_torch.workload import Workload
+
+    w = Workload(load_config("mnist"), get_workload_functions("mnist"), DistInfo())
+    first, _ = w.init_model_fn([0, 0])
+    default_init = first.net.layer1.weight.detach().clone()
+    second, _ = w.init_model_fn([1, 1])
+    assert second is first
+    assert not torch.equal(second.net.layer1.weight, default_init)
+    assert torch.count_nonzero(second.net.layer1.bias) == 0
+    bound = 2 * (1 / 784) ** 0.5 / 0.87962566103423978
+    assert second.net.layer1.weight.abs().max() <= bound + 1e-6

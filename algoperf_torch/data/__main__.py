@@ -1,10 +1,12 @@
 """Dataset setup: ``python -m algoperf_torch.data <dataset> --data-dir D [options]``.
 
 Each dataset module exposes ``add_arguments(parser)`` and ``run(args) -> int``; it downloads
-(where the machine can) and prepares the files our loaders read, idempotently.
+(where the machine can) and prepares the files our loaders read, idempotently. Only the chosen
+dataset's module is imported.
 
     python -m algoperf_torch.data --help
     python -m algoperf_torch.data mnist --data-dir ~/data
+    python -m algoperf_torch.data mnist --help
 """
 
 from __future__ import annotations
@@ -13,27 +15,34 @@ import argparse
 import importlib
 import sys
 
-# dataset name -> module implementing add_arguments/run.
-DATASETS: dict[str, str] = {
-    "mnist": "algoperf_torch.data.mnist",
-    "cifar": "algoperf_torch.data.cifar",
-    "imagenet": "algoperf_torch.data.imagenet",
+# dataset name -> (module implementing add_arguments/run, one-line help).
+DATASETS: dict[str, tuple[str, str]] = {
+    "mnist": ("algoperf_torch.data.mnist", "MNIST idx files (download + check)"),
+    "cifar": ("algoperf_torch.data.cifar", "CIFAR-10 python batches (download + extract)"),
+    "imagenet": (
+        "algoperf_torch.data.imagenet",
+        "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    argv = sys.argv[1:] if argv is None else argv
+    top = argparse.ArgumentParser(
         prog="python -m algoperf_torch.data",
         description="Download and prepare a dataset in the layout algoperf-torch reads.",
+        epilog="datasets: " + "; ".join(f"{k}: {h}" for k, (_, h) in DATASETS.items()),
     )
-    sub = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    for name, module_name in DATASETS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
-        p.add_argument("--data-dir", required=True, help="root folder of the prepared datasets")
-        module.add_arguments(p)
-    args = parser.parse_args(argv)
-    return importlib.import_module(DATASETS[args.dataset]).run(args)
+    top.add_argument("dataset", choices=sorted(DATASETS), metavar="DATASET",
+                     help=f"one of {', '.join(sorted(DATASETS))}")
+    known, _ = top.parse_known_args(argv[:1] or argv)
+    module_name, help_text = DATASETS[known.dataset]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"python -m algoperf_torch.data {known.dataset}",
+                                     description=help_text)
+    parser.add_argument("--data-dir", required=True, help="root folder of the prepared datasets")
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv[1:]))
 
 
 if __name__ == "__main__":

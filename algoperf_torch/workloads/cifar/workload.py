@@ -27,4 +27,5 @@ FUNCTIONS = WorkloadFunctions(
     make_metric=classification_metric,
     is_output_param=lambda name: name in ("fc.weight", "fc.bias"),
     uses_batch_norm=True,
+    reinit_in_place=True,
 )

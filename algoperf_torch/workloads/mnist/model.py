@@ -2,7 +2,8 @@
 
 Parameter names (``net.layer1.*``, ``net.layer2.*``) and init are the reference's
 [algoperf/workloads/mnist/mnist_pytorch/workload.py ``_Model``]: a first build keeps PyTorch's
-default ``nn.Linear`` init (seeded by the runner). 101,770 parameters at full size.
+default ``nn.Linear`` init (seeded by the runner); a later ``init_model_fn`` re-initialises the
+same module in place with ``reset_parameters``. 101,770 parameters at full size.
 
     python -m algoperf_torch.workloads --shapes mnist
 """
@@ -13,6 +14,8 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
+from algoperf_torch.layers.init import lecun_normal_
 
 
 class MLP(nn.Module):
@@ -29,6 +32,11 @@ class MLP(nn.Module):
                 ]
             )
         )
+
+    def reset_parameters(self) -> None:
+        """The reference's re-initialisation: LeCun truncated normal, zero bias (layer1, layer2)."""
+        lecun_normal_(self.net.layer1)
+        lecun_normal_(self.net.layer2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1))  # [B, C, H, W] -> [B, C*H*W]

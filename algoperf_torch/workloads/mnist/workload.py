@@ -23,4 +23,5 @@ FUNCTIONS = WorkloadFunctions(
     make_metric=classification_metric,
     # The reference lists "net.layer2.weight" and (sic) "net_layer2.bias".
     is_output_param=lambda name: name in ("net.layer2.weight", "net.layer2.bias"),
+    reinit_in_place=True,
 )
