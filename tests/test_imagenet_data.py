@@ -1,0 +1,305 @@
+"""ImageNet data: dataset setup from small generated archives, the input pipeline on the result,
+2-rank eval coverage (gloo) and a 3-step training trial through the real pipeline.
+
+    python -m pytest tests/test_imagenet_data.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import tarfile
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_imagenet_models import load_config
+from torchvision.io import encode_jpeg
+
+from algoperf_torch.data import imagenet as setup
+from algoperf_torch.distributed import DistInfo
+from algoperf_torch.spec import DataRequest, ForwardPassMode
+from algoperf_torch.workload import Workload
+from algoperf_torch.workloads import get_workload_functions
+from algoperf_torch.workloads.imagenet_resnet import data as imagenet_data
+from algoperf_torch.workloads.imagenet_resnet.imagenet_v2 import (
+    center_crop_box,
+    tf_bicubic_resize,
+    tf_bicubic_weights,
+)
+from algoperf_torch.workloads.imagenet_resnet.randaugment import OPS, apply_op, rand_augment
+
+WNIDS = ["n01440764", "n01443537", "n01484850"]
+TRAIN_PER_CLASS, VAL_PER_CLASS, V2_PER_CLASS = 6, 4, 2
+
+
+def image_with_id(i: int, height: int = 48, width: int = 64) -> bytes:
+    """A flat-colour JPEG whose colour encodes ``i`` (decodable after any crop/resize)."""
+    img = torch.empty(3, height, width, dtype=torch.uint8)
+    img[0], img[1], img[2] = 16 * (i % 16) + 8, 16 * (i // 16) + 8, 128
+    return encode_jpeg(img, quality=95).numpy().tobytes()
+
+
+def decode_ids(inputs: torch.Tensor, config) -> list[int]:
+    """Invert ``image_with_id`` on normalised batches."""
+    mean = torch.tensor(config.train_mean).view(1, 3)
+    std = torch.tensor(config.train_stddev).view(1, 3)
+    rgb = inputs.mean(dim=(2, 3)) * std + mean  # [B, 3] in 0..255
+    return [int(round((g - 8) / 16)) * 16 + int(round((r - 8) / 16)) for r, g, _ in rgb.tolist()]
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def make_archives(folder: str) -> dict[str, int]:
+    """Tiny archives in the official formats; image ids: train 0.., val 100.., v2 200.."""
+    os.makedirs(folder, exist_ok=True)
+    with tarfile.open(os.path.join(folder, setup.TRAIN_TAR), "w") as outer:
+        for c, wnid in enumerate(WNIDS):
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as inner:
+                for k in range(TRAIN_PER_CLASS):
+                    i = c * TRAIN_PER_CLASS + k
+                    _add(inner, f"{wnid}_{k}.JPEG", image_with_id(i, 40 + 3 * k, 70 - 2 * k))
+            _add(outer, f"{wnid}.tar", buf.getvalue())
+    lines = []
+    with tarfile.open(os.path.join(folder, setup.VAL_TAR), "w") as tar:
+        for j in range(len(WNIDS) * VAL_PER_CLASS):
+            name = f"ILSVRC2012_val_{j + 1:08d}.JPEG"
+            _add(tar, name, image_with_id(100 + j))
+            lines.append(f"mv {name} {WNIDS[j % len(WNIDS)]}/")
+    with open(os.path.join(folder, "valprep.sh"), "w") as f:
+        f.write("\n".join([f"mkdir -p {w}" for w in WNIDS] + lines) + "\n")
+    with tarfile.open(os.path.join(folder, setup.V2_TAR), "w:gz") as tar:
+        for j in range(len(WNIDS) * V2_PER_CLASS):
+            top = "imagenetv2-matched-frequency-format-val"
+            _add(tar, f"{top}/{j % len(WNIDS)}/{j:04x}.jpeg", image_with_id(200 + j))
+    n = len(WNIDS)
+    return {"train": n * TRAIN_PER_CLASS, "val": n * VAL_PER_CLASS, "test": n * V2_PER_CLASS}
+
+
+def setup_args(data_dir: str, archives: str, **kw) -> argparse.Namespace:
+    n = len(WNIDS)
+    values = dict(
+        data_dir=data_dir,
+        archives_dir=archives,
+        val_labels=None,
+        expected_classes=n,
+        expected_train=n * TRAIN_PER_CLASS,
+        expected_val=n * VAL_PER_CLASS,
+        expected_test=n * V2_PER_CLASS,
+    )
+    return argparse.Namespace(**{**values, **kw})
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> str:
+    base = tmp_path_factory.mktemp("imagenet")
+    make_archives(str(base / "archives"))
+    assert setup.run(setup_args(str(base / "data"), str(base / "archives"))) == 0
+    return str(base / "data")
+
+
+def tiny_config(name: str = "imagenet_resnet", model: dict | None = None, **data):
+    """The real workload config with split sizes of the tiny dataset."""
+    n = len(WNIDS)
+    return load_config(
+        name,
+        num_train_examples=n * TRAIN_PER_CLASS,
+        num_eval_train_examples=8,
+        num_validation_examples=n * VAL_PER_CLASS,
+        num_test_examples=n * V2_PER_CLASS,
+        eval_batch_size=5,
+        model=model or {},
+        data=data,
+    )
+
+
+# --- dataset setup ----------------------------------------------------------------------------
+def test_setup_layout(data_dir):
+    root = os.path.join(data_dir, "imagenet")
+    assert sorted(os.listdir(os.path.join(root, "train"))) == WNIDS
+    assert sorted(os.listdir(os.path.join(root, "val"))) == WNIDS
+    assert sorted(os.listdir(os.path.join(root, "imagenet_v2"))) == ["0", "1", "2"]
+    assert len(os.listdir(os.path.join(root, "val", WNIDS[1]))) == VAL_PER_CLASS
+    assert not os.path.exists(os.path.join(root, ".partial"))
+
+
+def test_setup_is_idempotent_and_resumes(tmp_path, capsys):
+    make_archives(str(tmp_path / "a"))
+    args = setup_args(str(tmp_path / "d"), str(tmp_path / "a"))
+    assert setup.run(args) == 0
+    root = tmp_path / "d" / "imagenet"
+    kept = os.stat(root / "train" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG").st_mtime_ns
+    # Interrupted run: one class missing, a half-written unit left behind.
+    import shutil
+
+    shutil.rmtree(root / "train" / WNIDS[2])
+    (root / ".partial" / f"train-{WNIDS[2]}").mkdir(parents=True)
+    (root / ".partial" / f"train-{WNIDS[2]}" / "half.JPEG").write_bytes(b"\xff\xd8")
+    capsys.readouterr()
+    assert setup.run(args) == 0
+    out = capsys.readouterr().out
+    assert "1 classes unpacked, 2 already in place" in out and "val: already in place" in out
+    assert len(os.listdir(root / "train" / WNIDS[2])) == TRAIN_PER_CLASS
+    assert os.stat(root / "train" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG").st_mtime_ns == kept
+
+
+def test_setup_reports_missing(tmp_path, capsys):
+    make_archives(str(tmp_path / "a"))
+    os.remove(tmp_path / "a" / "valprep.sh")
+    os.remove(tmp_path / "a" / setup.V2_TAR)
+    assert setup.run(setup_args(str(tmp_path / "d"), str(tmp_path / "a"))) == 1
+    assert "valprep.sh" in capsys.readouterr().err
+    labels = tmp_path / "labels.txt"
+    labels.write_text(
+        "".join(f"ILSVRC2012_val_{j + 1:08d}.JPEG {WNIDS[j % 3]}\n" for j in range(12))
+    )
+    args = setup_args(
+        str(tmp_path / "d"), str(tmp_path / "a"), val_labels=str(labels), expected_train=999
+    )
+    assert setup.run(args) == 1
+    err = capsys.readouterr().err
+    assert "train: 18 images, expected 999" in err and "imagenet_v2" in err and "not found" in err
+
+
+def test_missing_data_error_says_how_to_prepare(tmp_path):
+    request = DataRequest("validation", str(tmp_path), 4, 0, num_examples=4)
+    with pytest.raises(FileNotFoundError, match="python -m algoperf_torch.data imagenet"):
+        next(imagenet_data.input_iterator(tiny_config(), request))
+
+
+# --- input pipeline ---------------------------------------------------------------------------
+def test_train_batches(data_dir):
+    config = tiny_config()
+    request = DataRequest("train", data_dir, 4, seed=1, num_workers=0)
+    it = imagenet_data.input_iterator(config, request)
+    batches = [next(it) for _ in range(6)]  # more than one epoch (18 images / 4 per batch)
+    x, y = batches[0]["inputs"], batches[0]["targets"]
+    assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert abs(x.mean()) < 3 and set(y.tolist()) <= {0, 1, 2}
+    epoch = [i for b in batches[:4] for i in decode_ids(b["inputs"], config)]
+    assert len(set(epoch)) == 16  # 4 full batches of one epoch: no image twice
+    again = next(imagenet_data.input_iterator(config, request))
+    assert torch.equal(again["inputs"], x)  # seeded: the same crops in the same order
+
+
+def test_vit_train_batches_use_mixup_and_randaugment(data_dir):
+    config = tiny_config("imagenet_vit")
+    it = imagenet_data.input_iterator(config, DataRequest("train", data_dir, 4, seed=0))
+    batch = next(it)
+    assert batch["targets"].shape == (4, 1000) and batch["targets"].dtype == torch.float32
+    torch.testing.assert_close(batch["targets"].sum(1), torch.ones(4))
+
+
+def test_randaugment_ops_run_on_uint8():
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (3, 32, 40), dtype=torch.uint8)
+    for name, magnitude, _ in OPS:
+        out = apply_op(img, name, magnitude, gen)
+        assert out.shape == img.shape and out.dtype == torch.uint8, name
+    assert torch.equal(apply_op(img, "Solarize", 256.0, gen), img)  # threshold 256: no-op
+    cut = apply_op(torch.zeros(3, 200, 200, dtype=torch.uint8), "Cutout", 40.0, gen)
+    assert int((cut[0] == 128).sum()) in range(1, 81 * 81 + 1)
+    assert rand_augment(img, gen).shape == img.shape
+
+
+def test_tf_bicubic():
+    assert torch.equal(tf_bicubic_weights(7, 7), torch.eye(7))
+    w = tf_bicubic_weights(300, 224)
+    torch.testing.assert_close(w.sum(1), torch.ones(224))  # out-of-image taps renormalised
+    flat = torch.full((3, 300, 410), 77, dtype=torch.uint8)
+    torch.testing.assert_close(tf_bicubic_resize(flat, 224), torch.full((3, 224, 224), 77.0))
+    assert center_crop_box(375, 500, 224, 256) == (24, 86, 328, 328)
+
+
+def test_eval_splits_cover_every_example_once(data_dir):
+    config = tiny_config()
+    seen = {}
+    for split, n in (("validation", 12), ("eval_train", 8), ("test", 6)):
+        request = DataRequest(split, data_dir, 5, seed=3, num_examples=n)
+        batches = list(imagenet_data.input_iterator(config, request))
+        assert [len(b["targets"]) for b in batches] == [5] * (n // 5) + ([n % 5] if n % 5 else [])
+        seen[split] = [i for b in batches for i in decode_ids(b["inputs"], config)]
+    assert sorted(seen["validation"]) == list(range(100, 112))
+    assert sorted(seen["test"]) == list(range(200, 206))
+    assert len(set(seen["eval_train"])) == 8 and max(seen["eval_train"]) < 18
+    test_labels = [j % 3 for j in range(6)]
+    request = DataRequest("test", data_dir, 6, seed=0, num_examples=6)
+    batch = next(imagenet_data.input_iterator(config, request))
+    order = [i - 200 for i in decode_ids(batch["inputs"], config)]
+    assert batch["targets"].tolist() == [test_labels[j] for j in order]
+
+
+def _eval_ids_worker(rank: int, data_dir: str, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    config = tiny_config()
+    ids = {}
+    for split, n in (("validation", 12), ("eval_train", 8), ("test", 6)):
+        request = DataRequest(split, data_dir, 2, seed=3, rank=rank, world_size=2, num_examples=n)
+        local = [
+            i
+            for b in imagenet_data.input_iterator(config, request)
+            for i in decode_ids(b["inputs"], config)
+        ]
+        gathered = [None, None]
+        dist.all_gather_object(gathered, local)
+        ids[split] = gathered
+    if rank == 0:
+        torch.save(ids, out)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # two fresh interpreters importing torch: ~25 s on a 2-core machine
+def test_two_rank_eval_covers_each_example_once(data_dir, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "ids.pt")
+    mp.spawn(_eval_ids_worker, args=(data_dir, port, out), nprocs=2, join=True)
+    ids = torch.load(out)
+    assert sorted(ids["validation"][0] + ids["validation"][1]) == list(range(100, 112))
+    assert sorted(ids["test"][0] + ids["test"][1]) == list(range(200, 206))
+    single = [
+        i
+        for b in imagenet_data.input_iterator(
+            tiny_config(), DataRequest("eval_train", data_dir, 8, seed=3, num_examples=8)
+        )
+        for i in decode_ids(b["inputs"], tiny_config())
+    ]
+    assert sorted(ids["eval_train"][0] + ids["eval_train"][1]) == sorted(single)
+    assert all(len(ids[s][0]) and len(ids[s][1]) for s in ids)
+
+
+# --- a short trial through the real pipeline --------------------------------------------------
+@pytest.mark.parametrize("name", ["imagenet_resnet", "imagenet_vit"])
+def test_three_step_trial(data_dir, name):
+    from algoperf_torch.evaluation import evaluate
+
+    small = {"layers": [1, 1, 1, 1]} if name == "imagenet_resnet" else {"depth": 2}
+    config = tiny_config(name, model=small)  # real widths and pipeline, fewer blocks
+    workload = Workload(
+        config, get_workload_functions(config.impl), DistInfo(), data_dir=data_dir, num_workers=2
+    )
+    model, _ = workload.init_model_fn([0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batches = workload._build_input_queue([0], "train", data_dir, 4)
+    for _ in range(3):
+        batch = next(batches)
+        logits, _ = workload.model_fn(model, batch, None, ForwardPassMode.TRAIN, None, True)
+        loss = workload.loss_fn(batch["targets"], logits)
+        opt.zero_grad()
+        (loss.summed / loss.n_valid_examples).backward()
+        opt.step()
+        assert torch.isfinite(loss.summed)
+    results = evaluate(workload, model, seed=0)
+    assert results["validation/num_examples"] == 12 and results["test/num_examples"] == 6
+    assert 0.0 <= results["validation/accuracy"] <= 1.0 and results["train/loss"] > 0
