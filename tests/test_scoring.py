@@ -14,6 +14,7 @@ from algoperf_torch.scoring.__main__ import main as scoring_main
 from algoperf_torch.scoring.logs import MalformedLogError, read_logs, read_submission
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
+    ScoringError,
     apply_budget_rules,
     count_warnings,
     performance_ratios,
@@ -372,3 +373,14 @@ def test_shipped_workload_yamls_have_targets():
     targets, problems = load_workload_targets()
     assert "digits" in targets and targets["digits"].validation_metric == "validation/accuracy"
     assert problems == {}
+
+
+def test_strict_mode_and_empty_logs(tmp_path):
+    write_trial(tmp_path, "A", "study_0", "digits", 1, [0.99], [1.0])
+    trials, _ = read_logs(tmp_path)
+    with pytest.raises(ScoringError, match="expecting 3 studies, found 1"):
+        score_submissions(trials, _targets(["digits"]), RULES["v0.6"], strict=True)
+    assert score_submissions(trials, _targets(["digits"]), RULES["v0.6"]).scores["A"] == 1.0
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ScoringError, match="no trial logs"):
+        score_submissions(read_logs(tmp_path / "empty")[0], {}, RULES["v0.6"])

@@ -314,6 +314,11 @@ def score_submissions(
     present = sorted(set(all_trials["workload"]))
     base = list(rules.base_workloads)
     held_out = {v: _base_of(v, targets, base) for v in rules.held_out_workloads}
+    if not present:
+        raise ScoringError(
+            "no trial logs found (expected <submission>/<study>/<workload>_<framework>/"
+            "trial_<k>/eval_measurements.csv)"
+        )
     dev_mode = not set(present) & set(base)
     if dev_mode:
         base, held_out = present, {}
