@@ -348,6 +348,7 @@ def test_load_workload_targets_resolves_defaults(tmp_path):
     (tmp_path / "base.yaml").write_text(
         "name: base\nbase: null\ntarget_metric: wer\ntarget_minimize: true\n"
         "validation_target: 0.1\ntest_target: 0.05\nmax_runtime: 100\nv05_max_runtime: 200\n"
+        "v05_validation_target: 0.11\n"
     )
     (tmp_path / "base_gelu.yaml").write_text(
         "defaults:\n  - base\n  - _self_\nname: base_gelu\nbase: base\nvalidation_target: 0.12\n"
@@ -366,6 +367,9 @@ def test_load_workload_targets_resolves_defaults(tmp_path):
         targets["base"].budget("v0.6", False) == 100 and targets["base"].budget("v0.5", True) == 600
     )
     assert targets["base"].budget("v0.6", True) == 150
+    v05 = targets["base"].for_rules("v0.5")
+    assert (v05.validation_target, v05.max_runtime, v05.test_target) == (0.11, 200, 0.05)
+    assert targets["base"].for_rules("v0.6").validation_target == 0.1
     assert "broken" in problems and "target_minimize" in problems["broken"]
 
 

@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     excluded = {s for s in args.exclude.split(",") if s}
     trials = {s: t for s, t in trials.items() if s not in excluded}
     targets, problems = load_workload_targets(args.conf_dir)
+    targets = {name: target.for_rules(args.rules) for name, target in targets.items()}
     present = {w for t in trials.values() for w in t["workload"]}
     for name in sorted(present & set(problems)):
         print(f"warning: {problems[name]}", file=sys.stderr)

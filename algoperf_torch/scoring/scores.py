@@ -305,6 +305,7 @@ def score_submissions(
         others are scored together. If none of the rules' base workloads is in the logs (a development run,
         e.g. on `digits`), the workloads present are scored instead (`dev_mode`).
     """
+    targets = {name: target.for_rules(rules.name) for name, target in targets.items()}
     frames = [t for t in trials.values() if len(t)]
     all_trials = (
         pd.concat(frames, ignore_index=True)

@@ -4,7 +4,8 @@
 
 Each `algoperf_torch/conf/workload/<name>.yaml` gives `name`, `target_metric`,
 `target_minimize`, `validation_target` (required for scoring) and `test_target`,
-`max_runtime`, `v05_max_runtime`, `base` (optional). A variant's `defaults:` list names its base
+`max_runtime`, `base`, and the v0.5 values where they differ: `v05_max_runtime`,
+`v05_validation_target`, `v05_test_target` (optional). A variant's `defaults:` list names its base
 YAML; the chain is merged with OmegaConf in list order, the file itself last unless `_self_`
 says otherwise (Hydra >= 1.1 semantics).
 """
@@ -12,7 +13,7 @@ says otherwise (Hydra >= 1.1 semantics).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,25 @@ class WorkloadTarget:
     test_target: float | None = None
     max_runtime: float | None = None  # seconds (v0.6)
     v05_max_runtime: float | None = None  # seconds, where v0.5 differed
+    v05_validation_target: float | None = None  # where v0.5 differed
+    v05_test_target: float | None = None
     base: str | None = None  # the base workload of a variant
 
     @property
     def validation_metric(self) -> str:
         """The CSV column compared with the target."""
         return f"validation/{self.target_metric}"
+
+    def for_rules(self, rules: str) -> WorkloadTarget:
+        """This workload's targets under `rules` (v0.5 swaps in its values where they differ)."""
+        if rules != "v0.5":
+            return self
+        changes = {
+            key: getattr(self, f"v05_{key}")
+            for key in ("validation_target", "test_target", "max_runtime")
+            if getattr(self, f"v05_{key}") is not None
+        }
+        return replace(self, **changes)
 
     def budget(self, rules: str, self_tuning: bool) -> float | None:
         """The runtime budget under `rules` (v0.6 | v0.5), ×1.5 (v0.6) or ×3 (v0.5) self-tuning."""
@@ -122,6 +136,10 @@ def target_from_config(cfg: dict[str, Any], path: Path) -> WorkloadTarget:
         test_target=_number(cfg.get("test_target"), "test_target", path),
         max_runtime=_number(cfg.get("max_runtime"), "max_runtime", path),
         v05_max_runtime=_number(cfg.get("v05_max_runtime"), "v05_max_runtime", path),
+        v05_validation_target=_number(
+            cfg.get("v05_validation_target"), "v05_validation_target", path
+        ),
+        v05_test_target=_number(cfg.get("v05_test_target"), "v05_test_target", path),
         base=cfg.get("base") or None,
     )
 
