@@ -46,6 +46,48 @@ def _time_array(row: pd.Series) -> np.ndarray:
     raise MalformedLogError(f"{row['path']}: no {' or '.join(map(repr, TIME_COLUMNS))} column")
 
 
+def _best_index(metric: np.ndarray, minimize: bool) -> int:
+    """Index of the best non-NaN value, -1 if all are NaN."""
+    finite = ~np.isnan(metric)
+    if not finite.any():
+        return -1
+    if minimize:
+        return int(np.argmin(np.where(finite, metric, np.inf)))
+    return int(np.argmax(np.where(finite, metric, -np.inf)))
+
+
+def _trial_record(
+    row: pd.Series, target: WorkloadTarget, metric: np.ndarray, times: np.ndarray
+) -> dict:
+    """One trial's row of `trial_times`."""
+    if target.target_minimize:
+        reached = metric <= target.validation_target  # NaN compares False: never reaches
+    else:
+        reached = metric >= target.validation_target
+    index = int(np.argmax(reached)) if reached.any() else -1
+    best = _best_index(metric, target.target_minimize)
+    steps = row.get("global_step")
+    steps = steps if isinstance(steps, np.ndarray) else np.full(len(times), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_step = np.diff(times, prepend=0.0) / np.diff(steps, prepend=0.0)
+    return {
+        "submission": row["submission"],
+        "study": row["study"],
+        "workload": row["workload"],
+        "trial": row["trial"],
+        "path": row["path"],
+        "metric": target.validation_metric,
+        "target": target.validation_target,
+        "eval_index": index,
+        "time_to_target": float(times[index]) if index >= 0 else np.inf,
+        "best_value": float(metric[best]) if best >= 0 else np.nan,
+        "time_to_best": float(times[best]) if best >= 0 else np.nan,
+        "num_evals": len(metric),
+        "final_step": float(steps[-1]) if len(steps) else np.nan,
+        "step_time": float(np.nanmedian(per_step)) if np.isfinite(per_step).any() else np.nan,
+    }
+
+
 def trial_times(trials: pd.DataFrame, targets: dict[str, WorkloadTarget]) -> pd.DataFrame:
     """Time to target of every trial of one or more submissions.
 
@@ -77,44 +119,7 @@ def trial_times(trials: pd.DataFrame, targets: dict[str, WorkloadTarget]) -> pd.
                 f"{row['path']}: no column {target.validation_metric!r} (the target metric of "
                 f"{row['workload']}); columns: {columns}"
             )
-        times = _time_array(row)
-        if target.target_minimize:
-            reached = metric <= target.validation_target
-        else:
-            reached = metric >= target.validation_target
-        index = int(np.argmax(reached)) if reached.any() else -1
-        finite = ~np.isnan(metric)
-        best = (
-            (np.argmin if target.target_minimize else np.argmax)(
-                np.where(finite, metric, np.inf if target.target_minimize else -np.inf)
-            )
-            if finite.any()
-            else -1
-        )
-        steps = row.get("global_step")
-        steps = steps if isinstance(steps, np.ndarray) else np.full(len(times), np.nan)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_step = np.diff(times, prepend=0.0) / np.diff(steps, prepend=0.0)
-        records.append(
-            {
-                "submission": row["submission"],
-                "study": row["study"],
-                "workload": row["workload"],
-                "trial": row["trial"],
-                "path": row["path"],
-                "metric": target.validation_metric,
-                "target": target.validation_target,
-                "eval_index": index,
-                "time_to_target": float(times[index]) if index >= 0 else np.inf,
-                "best_value": float(metric[best]) if best >= 0 else np.nan,
-                "time_to_best": float(times[best]) if best >= 0 else np.nan,
-                "num_evals": len(metric),
-                "final_step": float(steps[-1]) if len(steps) else np.nan,
-                "step_time": float(np.nanmedian(per_step))
-                if np.isfinite(per_step).any()
-                else np.nan,
-            }
-        )
+        records.append(_trial_record(row, target, metric, _time_array(row)))
     columns = [
         "submission",
         "study",
