@@ -23,6 +23,7 @@ from algoperf_torch import config_check
 log = logging.getLogger("algoperf_torch")
 
 RESULT_FILES = ("eval_measurements.csv", "measurements.csv", "summary.json")
+"""Files whose presence means the trial directory holds an earlier run's results."""
 
 
 def trial_dir_of(cfg: Any) -> str:
@@ -109,6 +110,8 @@ def run(cfg: Any) -> dict[str, Any]:
         logging.getLogger().setLevel(logging.WARNING)
     try:
         trial_dir = trial_dir_of(cfg)
+        # Read the hyperparameters first: they may come from this trial's own hparams.json.
+        submission, hparams, point = build_submission(resolved["optimizer"], settings.ruleset)
         if dist_info.is_main:
             prepare_trial_dir(trial_dir, bool(cfg.overwrite))
         workload = Workload(
@@ -120,7 +123,6 @@ def run(cfg: Any) -> dict[str, Any]:
             num_workers=int(data_cfg["num_workers"]),
             synthetic_eval_examples=data_cfg.get("synthetic_eval_examples"),
         )
-        submission, hparams, point = build_submission(resolved["optimizer"], settings.ruleset)
         trial_log = TrialLog(trial_dir, enabled=dist_info.is_main)
         if point is not None:
             trial_log.write_json("hparams.json", point)

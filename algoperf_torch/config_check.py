@@ -57,12 +57,18 @@ def _check_option(group: str, value: str) -> None:
 
 
 def preprocess_overrides(args: list[str]) -> list[str]:
-    """Validate ``key=value`` overrides and expand ``variant=``; return the args for Hydra."""
-    plain = [a for a in args if "=" in a and not a.startswith(("-", "+", "~", "hydra"))]
-    flags = [a for a in args if a not in plain]
-    pairs = [a.split("=", 1) for a in plain]
-    values = dict(pairs)
-    for key, value in pairs:
+    """Validate ``key=value`` overrides and expand ``variant=``; return the args for Hydra.
+
+    Arguments keep their order; flags (``-m``, ``--cfg job``), ``+``/``~`` additions and
+    ``hydra…`` overrides pass through unchecked.
+    """
+    def is_plain(i: int, a: str) -> bool:
+        # A flag's value ("--cfg job", "-p key") is not an override.
+        after_flag = i > 0 and args[i - 1] in ("--cfg", "-c", "--package", "-p", "--info", "-i")
+        return "=" in a and not a.startswith(("-", "+", "~", "hydra")) and not after_flag
+
+    plain = {i: a.split("=", 1) for i, a in enumerate(args) if is_plain(i, a)}
+    for key, value in plain.values():
         head, _, rest = key.partition(".")
         if head not in _top_level_keys():
             raise ConfigError(
@@ -77,17 +83,20 @@ def preprocess_overrides(args: list[str]) -> list[str]:
                 raise ConfigError(
                     f"unknown key {key!r}; valid keys of {head}: {', '.join(_group_keys(head))}"
                 )
-    if "variant" in values:
-        variant = values.pop("variant")
-        base = values.get("workload")
-        if base is None:
+    out = list(args)
+    variant_at = [i for i, (k, _) in plain.items() if k == "variant"]
+    if variant_at:
+        variant = plain[variant_at[-1]][1]
+        workload_at = [i for i, (k, _) in plain.items() if k == "workload"]
+        if not workload_at:
             raise ConfigError("variant=… needs workload=… (e.g. workload=imagenet_resnet variant=silu)")
+        base = plain[workload_at[-1]][1]
         known = [o[len(base) + 1 :] for o in group_options("workload") if o.startswith(base + "_")]
         if variant not in known:
             raise ConfigError(
                 f"workload {base!r} has no variant {variant!r}; its variants: "
                 f"{', '.join(known) or '(none)'}"
             )
-        values["workload"] = f"{base}_{variant}"
-    out = [f"{k}={v}" for k, v in values.items()]
-    return flags + out
+        out[workload_at[-1]] = f"workload={base}_{variant}"
+        out = [a for i, a in enumerate(out) if i not in variant_at]
+    return out

@@ -57,3 +57,8 @@ def test_variant_maps_to_the_reference_name():
 def test_unknown_workload_yaml_key_is_an_error():
     with pytest.raises(ValueError, match="unknown key.*'colour'"):
         WorkloadConfig.from_dict({"name": "x", "colour": 1})
+
+
+def test_overrides_keep_their_order_and_flags_pass_through():
+    args = ["-m", "hydra/launcher=basic", "--cfg", "job", "workload=digits,mnist", "seed=2"]
+    assert preprocess_overrides(args) == args
