@@ -21,7 +21,9 @@ with Resize(256) + CenterCrop(224); test = ImageNet-v2 with the TF centre crop +
 Speed: workers decode with ``torchvision.io.decode_image`` and crop/resize/flip uint8 tensors
 (antialiased bilinear, like PIL's), so only uint8 crops cross the process boundary; the float
 conversion, normalisation and mixup run once per batch after the (pinned, side-stream) copy to
-the device. Differences from the reference, by design: augmentation randomness comes from a
+the device (on a CPU-only run with workers, the workers normalise).
+
+Differences from the reference, by design: augmentation randomness comes from a
 per-worker ``torch.Generator`` seeded from the data seed (deterministic), not the global RNG;
 training order is a per-epoch permutation seeded by (data seed, epoch), each rank taking its
 slice of every global batch (each example at most once per epoch across ranks); the mixup weight
@@ -250,10 +252,44 @@ def eval_train_indices(num_train: int, num_examples: int, seed: int) -> list[int
     return indices[:num_examples]
 
 
-def _loader(dataset: Dataset, request: DataRequest, train: bool, seed: int) -> DataLoader:
+class Normalize:
+    """(x - mean) / std on a [B, 3, H, W] batch of 0..255 pixels (uint8 or float)."""
+
+    def __init__(self, config: WorkloadConfig, device: torch.device) -> None:
+        shape = (1, 3, 1, 1)
+        self.mean = torch.tensor(config.train_mean, dtype=torch.float32, device=device).view(shape)
+        self.std = torch.tensor(config.train_stddev, dtype=torch.float32, device=device).view(shape)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().sub_(self.mean).div_(self.std)
+
+
+class Collate:
+    """Stack (image, label) pairs; optionally normalise already in the worker."""
+
+    def __init__(self, normalize: Normalize | None) -> None:
+        self.normalize = normalize
+
+    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([img for img, _ in items])  # [B, 3, H, W]
+        y = torch.tensor([label for _, label in items], dtype=torch.int64)
+        return (x if self.normalize is None else self.normalize(x)), y
+
+
+def in_workers(request: DataRequest) -> bool:
+    """Normalise in the workers only when batches stay on the CPU: a GPU run copies the 4x
+    smaller uint8 batch and normalises it on the device."""
+    return request.device.type == "cpu" and request.num_workers > 0
+
+
+def _loader(
+    dataset: Dataset, config: WorkloadConfig, request: DataRequest, train: bool, seed: int
+) -> DataLoader:
     workers = request.num_workers
+    normalize = Normalize(config, torch.device("cpu")) if in_workers(request) else None
     common = dict(
         num_workers=workers,
+        collate_fn=Collate(normalize),
         pin_memory=request.device.type == "cuda",
         persistent_workers=train and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
@@ -305,11 +341,10 @@ class Mixup:
 def _batches(
     loader: DataLoader, config: WorkloadConfig, request: DataRequest, mixup: Mixup | None
 ) -> Iterator[Batch]:
-    shape = (1, 3, 1, 1)
-    mean = torch.tensor(config.train_mean, dtype=torch.float32, device=request.device).view(shape)
-    std = torch.tensor(config.train_stddev, dtype=torch.float32, device=request.device).view(shape)
+    normalize = None if in_workers(request) else Normalize(config, request.device)
     for x, y in _to_device(loader, request.device):
-        x = (x.float() - mean) / std  # uint8 / float 0..255 [B, 3, H, W] -> normalised float32
+        if normalize is not None:
+            x = normalize(x)  # 0..255 [B, 3, H, W] -> normalised float32
         if mixup is not None:
             x, y = mixup(x, y)
         yield {"inputs": x, "targets": y}
@@ -328,7 +363,9 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
             if alpha
             else None
         )
-        return _batches(_loader(dataset, request, True, request.seed), config, request, mixup)
+        return _batches(
+            _loader(dataset, config, request, True, request.seed), config, request, mixup
+        )
     if request.split == "eval_train":
         idx = eval_train_indices(len(paths), request.num_examples, request.seed)
         paths, labels = [paths[i] for i in idx], [labels[i] for i in idx]
@@ -342,7 +379,7 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
     dataset = ImageListDataset(
         paths[shard.start : shard.stop], labels[shard.start : shard.stop], transform
     )
-    return _batches(_loader(dataset, request, False, request.seed), config, request, None)
+    return _batches(_loader(dataset, config, request, False, request.seed), config, request, None)
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:
