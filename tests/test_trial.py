@@ -8,6 +8,7 @@ import json
 import pytest
 
 from conftest import run_trial
+
 from algoperf_torch.workloads.__main__ import workload_names
 
 
@@ -90,3 +91,46 @@ def test_wandb_offline_logs_config_evals_and_summary(tmp_path, monkeypatch):
     assert len(runs) == 1
     assert any(runs[0].glob("*.wandb")), "no W&B run file written"
     assert summary["global_step"] == 5
+    # Offline, W&B keeps config, history and summary as records in the .wandb file.
+    record = next(runs[0].glob("*.wandb")).read_bytes()
+    for key in (b"time_to_target", b"reached_validation_target",  # the final summary
+                b"validation/accuracy", b"grad_norm",  # eval rows and logged training scalars
+                b"eval_period"):  # the resolved config
+        assert key in record, key
+
+
+def test_plain_progress_logs_lines(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="algoperf_torch")
+    run_trial(tmp_path, ["max_steps=3", "progress=plain"])
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert lines and "steps/s" in lines[-1] and "val accuracy" in lines[-1]
+    assert "target > 0.96" in lines[-1]
+
+
+def test_live_progress_renders_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from algoperf_torch.progress import Progress, Snapshot
+
+    progress = Progress("live", interval=0.0)
+    with progress:
+        buffer = io.StringIO()
+        progress._live.console.file = buffer
+        snap = Snapshot(5, 1.5, 30, 0.42, "accuracy", 0.9, 0.96, False)
+        progress.update(snap, force=True)
+    assert isinstance(progress._live, type(None))
+    assert "step 5" in buffer.getvalue() and "0.4200" in buffer.getvalue()
+    with pytest.raises(ValueError, match="progress='fancy'"):
+        Progress("fancy")
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_with_compile_on_the_clock(tmp_path):
+    summary = run_trial(tmp_path, ["max_steps=3", "workload.compile=model",
+                                   "workload.eval_period=1e9"])
+    # Inductor's first compile takes seconds: step 1 carries it, inside the submission time.
+    assert summary["accumulated_submission_time"] > summary["accumulated_eval_time"]
