@@ -65,7 +65,9 @@ def build_submission(opt_cfg: dict[str, Any], ruleset: str):
     point = load_hparams(opt_cfg.get("hparams"))
     if opt_cfg["name"] == "file":
         if not opt_cfg.get("path"):
-            raise config_check.ConfigError("optimizer=file needs optimizer.path=PATH/TO/submission.py")
+            raise config_check.ConfigError(
+                "optimizer=file needs optimizer.path=PATH/TO/submission.py"
+            )
         submission = load_submission_module(opt_cfg["path"])
         if ruleset == "self":
             point = None
@@ -127,12 +129,21 @@ def run(cfg: Any) -> dict[str, Any]:
         if point is not None:
             trial_log.write_json("hparams.json", point)
         trial_log.write_json("flags_0.json", resolved)
-        trial_log.write_json("meta_data_0.json", meta_data(
-            _workload_attrs(wl_config), settings.seed,
-            {"world_size": dist_info.world_size, "device": str(dist_info.device),
-             "batch_size_override": settings.batch_size, "rules": settings.rules,
-             "ruleset": settings.ruleset, "data": data_cfg["kind"]},
-        ))
+        trial_log.write_json(
+            "meta_data_0.json",
+            meta_data(
+                _workload_attrs(wl_config),
+                settings.seed,
+                {
+                    "world_size": dist_info.world_size,
+                    "device": str(dist_info.device),
+                    "batch_size_override": settings.batch_size,
+                    "rules": settings.rules,
+                    "ruleset": settings.ruleset,
+                    "data": data_cfg["kind"],
+                },
+            ),
+        )
         tracker = _make_tracker(resolved, trial_dir) if dist_info.is_main else None
         progress = Progress(str(cfg.progress), enabled=dist_info.is_main)
         trial = Trial(
@@ -140,8 +151,13 @@ def run(cfg: Any) -> dict[str, Any]:
         )
         with progress:
             result = trial.run()
-        summary = {"workload": wl_config.name, "optimizer": resolved["optimizer"]["name"],
-                   "seed": settings.seed, "trial_dir": trial_dir, **result.summary()}
+        summary = {
+            "workload": wl_config.name,
+            "optimizer": resolved["optimizer"]["name"],
+            "seed": settings.seed,
+            "trial_dir": trial_dir,
+            **result.summary(),
+        }
         trial_log.write_json("summary.json", summary)
         if tracker is not None:
             tracker.finish(summary)

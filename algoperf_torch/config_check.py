@@ -62,6 +62,7 @@ def preprocess_overrides(args: list[str]) -> list[str]:
     Arguments keep their order; flags (``-m``, ``--cfg job``), ``+``/``~`` additions and
     ``hydra…`` overrides pass through unchecked.
     """
+
     def is_plain(i: int, a: str) -> bool:
         # A flag's value ("--cfg job", "-p key") is not an override.
         after_flag = i > 0 and args[i - 1] in ("--cfg", "-c", "--package", "-p", "--info", "-i")
@@ -89,7 +90,9 @@ def preprocess_overrides(args: list[str]) -> list[str]:
         variant = plain[variant_at[-1]][1]
         workload_at = [i for i, (k, _) in plain.items() if k == "workload"]
         if not workload_at:
-            raise ConfigError("variant=… needs workload=… (e.g. workload=imagenet_resnet variant=silu)")
+            raise ConfigError(
+                "variant=… needs workload=… (e.g. workload=imagenet_resnet variant=silu)"
+            )
         base = plain[workload_at[-1]][1]
         known = [o[len(base) + 1 :] for o in group_options("workload") if o.startswith(base + "_")]
         if variant not in known:

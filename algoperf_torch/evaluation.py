@@ -21,8 +21,9 @@ def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) 
     """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
     num_examples = workload.eval_examples(split)
     metric = workload.functions.make_metric(workload.config)
-    batches = workload._build_input_queue([seed, 0], split, workload.data_dir,
-                                          workload.eval_batch_size)
+    batches = workload._build_input_queue(
+        [seed, 0], split, workload.data_dir, workload.eval_batch_size
+    )
     for batch in batches:
         logits, _ = workload.model_fn(
             model, batch, None, ForwardPassMode.EVAL, None, update_batch_norm=False

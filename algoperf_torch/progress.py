@@ -45,8 +45,13 @@ def describe(s: Snapshot, steps_per_sec: float) -> str:
 class Progress:
     """Live (rich) or plain progress output; ``mode`` is auto, live, plain or off."""
 
-    def __init__(self, mode: str = "auto", enabled: bool = True, interval: float = 0.25,
-                 plain_interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        mode: str = "auto",
+        enabled: bool = True,
+        interval: float = 0.25,
+        plain_interval: float = 10.0,
+    ) -> None:
         if mode not in ("auto", "live", "plain", "off"):
             raise ValueError(f"progress={mode!r}; expected one of auto, live, plain, off")
         if mode == "auto":

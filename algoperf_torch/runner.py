@@ -239,8 +239,11 @@ class Trial:
 
         self.progress.update(self._snapshot(state, result), force=True)
         self.log.append_final(
-            {"score": state.accumulated_submission_time, "global_step": state.global_step,
-             "preemption_count": 0}
+            {
+                "score": state.accumulated_submission_time,
+                "global_step": state.global_step,
+                "preemption_count": 0,
+            }
         )
         return result
 

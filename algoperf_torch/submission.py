@@ -176,8 +176,9 @@ class OptimizerSubmission:
         if dist.is_available() and dist.is_initialized():
             # Differentiable all-reduce: the loss is the global mean, as the reference computes.
             summed = dist_nn.all_reduce(summed)
-            n_valid = dist_nn.all_reduce(torch.as_tensor(n_valid, dtype=summed.dtype,
-                                                         device=summed.device))
+            n_valid = dist_nn.all_reduce(
+                torch.as_tensor(n_valid, dtype=summed.dtype, device=summed.device)
+            )
         return summed / n_valid
 
     def update_params(

@@ -1,6 +1,6 @@
 """The synchronised clock and the typed train state of one trial (RULES.md §2.3–2.6).
 
-    python -m pytest tests/test_runner_timing.py
+python -m pytest tests/test_runner_timing.py
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ class WandbSettings:
 class WandbRun:
     """A W&B run bound to one trial."""
 
-    def __init__(self, settings: WandbSettings, name: str, config: Mapping[str, Any],
-                 trial_dir: str) -> None:
+    def __init__(
+        self, settings: WandbSettings, name: str, config: Mapping[str, Any], trial_dir: str
+    ) -> None:
         import wandb
 
         if settings.mode not in (None, "online", "offline", "disabled"):

@@ -33,7 +33,9 @@ def run_trial(tmp_path, overrides: list[str]) -> dict:
     return run(cfg)
 
 
-def run_cli(args: list[str], env: dict | None = None, timeout: float = 300, module: str = "algoperf_torch"):
+def run_cli(
+    args: list[str], env: dict | None = None, timeout: float = 300, module: str = "algoperf_torch"
+):
     """``python -m <module> <args>`` in a subprocess; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import compose_many, run_cli
+
 from algoperf_torch.config_check import ConfigError, group_options, preprocess_overrides
 from algoperf_torch.spec import WorkloadConfig
 
@@ -20,8 +20,9 @@ def test_every_workload_and_optimizer_compose():
     for (workload, optimizer), cfg in zip(pairs, configs):
         config = WorkloadConfig.from_dict(dict(cfg.workload))
         assert config.name == workload
-        sub = OptimizerSubmission(optimizer, load_hparams(dict(cfg.optimizer.hparams)),
-                                  dict(cfg.optimizer.batch_sizes))
+        sub = OptimizerSubmission(
+            optimizer, load_hparams(dict(cfg.optimizer.hparams)), dict(cfg.optimizer.batch_sizes)
+        )
         name = workload if workload in sub.batch_sizes else config.base or workload
         assert sub.get_batch_size(name) > 0, (workload, optimizer)
 
@@ -49,9 +50,10 @@ def test_variant_maps_to_the_reference_name():
         preprocess_overrides(["workload=mnist", "variant=silu"])
     variants = [o for o in group_options("workload") if o.startswith("imagenet_resnet_")]
     if variants:
-        v = variants[0][len("imagenet_resnet_"):]
+        v = variants[0][len("imagenet_resnet_") :]
         assert preprocess_overrides(["workload=imagenet_resnet", f"variant={v}"]) == [
-            f"workload=imagenet_resnet_{v}"]
+            f"workload=imagenet_resnet_{v}"
+        ]
 
 
 def test_unknown_workload_yaml_key_is_an_error():

@@ -8,11 +8,16 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
-ARGS = ["max_steps=20", "workload.eval_period=1e9", "progress=off", "seed=3", "batch_size=64",
-        "device=cpu"]
+ARGS = [
+    "max_steps=20",
+    "workload.eval_period=1e9",
+    "progress=off",
+    "seed=3",
+    "batch_size=64",
+    "device=cpu",
+]
 
 
 def read(trial):
@@ -32,18 +37,41 @@ def launch(cmd, tmp_path):
 
 
 def test_two_ranks_match_one_process(tmp_path):
-    launch([sys.executable, "-m", "algoperf_torch", f"experiment_dir={tmp_path}",
-            "experiment_name=single", *ARGS], tmp_path)
-    launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-            "-m", "algoperf_torch", f"experiment_dir={tmp_path}", "experiment_name=ddp", *ARGS],
-           tmp_path)
+    launch(
+        [
+            sys.executable,
+            "-m",
+            "algoperf_torch",
+            f"experiment_dir={tmp_path}",
+            "experiment_name=single",
+            *ARGS,
+        ],
+        tmp_path,
+    )
+    launch(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "algoperf_torch",
+            f"experiment_dir={tmp_path}",
+            "experiment_name=ddp",
+            *ARGS,
+        ],
+        tmp_path,
+    )
     single = read(tmp_path / "single" / "digits_pytorch" / "trial_1")
     ddp = read(tmp_path / "ddp" / "digits_pytorch" / "trial_1")
 
     assert sorted(single[0]) == sorted(ddp[0]) and len(single[0]) == 20
     for step in single[0]:
         assert ddp[0][step] == pytest.approx(single[0][step], rel=1e-5, abs=1e-6), step
-    assert [r["global_step"] for r in single[1]] == [r["global_step"] for r in ddp[1]] == ["1", "20"]
+    assert (
+        [r["global_step"] for r in single[1]] == [r["global_step"] for r in ddp[1]] == ["1", "20"]
+    )
     metric_keys = [k for k in single[1][0] if k.split("/")[0] in ("train", "validation", "test")]
     for a, b in zip(single[1], ddp[1]):
         for key in metric_keys:

@@ -16,10 +16,21 @@ from algoperf_torch.logs import CsvTable
 
 # The reference's MNIST eval_measurements.csv header [scoring/test_data/...; RULES.md §2.9].
 REFERENCE_MNIST_COLUMNS = [
-    "accumulated_eval_time", "accumulated_logging_time", "accumulated_submission_time",
-    "global_step", "preemption_count", "score", "test/accuracy", "test/loss",
-    "test/num_examples", "total_duration", "train/accuracy", "train/loss",
-    "validation/accuracy", "validation/loss", "validation/num_examples",
+    "accumulated_eval_time",
+    "accumulated_logging_time",
+    "accumulated_submission_time",
+    "global_step",
+    "preemption_count",
+    "score",
+    "test/accuracy",
+    "test/loss",
+    "test/num_examples",
+    "total_duration",
+    "train/accuracy",
+    "train/loss",
+    "validation/accuracy",
+    "validation/loss",
+    "validation/num_examples",
 ]
 
 
@@ -56,8 +67,13 @@ def test_trial_writes_reference_columns(tmp_path):
     trial = tmp_path / "digits_nadamw" / "digits_pytorch" / "trial_1"
     header = next(csv.reader(open(trial / "eval_measurements.csv")))
     assert header == REFERENCE_MNIST_COLUMNS
-    for name in ("hparams.json", "flags_0.json", "meta_data_0.json", "summary.json",
-                 "measurements.csv"):
+    for name in (
+        "hparams.json",
+        "flags_0.json",
+        "meta_data_0.json",
+        "summary.json",
+        "measurements.csv",
+    ):
         assert (trial / name).exists(), name
 
 
@@ -66,10 +82,19 @@ def test_logs_survive_a_kill(tmp_path):
     # kill -9 the run mid-flight, and check every file parses whole.
     trial = tmp_path / "x" / "digits_pytorch" / "trial_1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "algoperf_torch", f"experiment_dir={tmp_path}",
-         "experiment_name=x", "workload.eval_period=0.0001", "workload.validation_target=1.1",
-         "workload.max_runtime=600", "progress=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "algoperf_torch",
+            f"experiment_dir={tmp_path}",
+            "experiment_name=x",
+            "workload.eval_period=0.0001",
+            "workload.validation_target=1.1",
+            "workload.max_runtime=600",
+            "progress=off",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     csv_path = trial / "eval_measurements.csv"
     deadline = time.time() + 90

@@ -50,12 +50,22 @@ def test_listing_json(capsys):
     assert {"digits", "mnist", "cifar"} <= set(rows)
     mnist = rows["mnist"]
     assert mnist["params"] == 101_770
-    assert {k: mnist[k] for k in ("target_metric", "validation_target", "test_target",
-                                   "max_runtime")} == {
-        "target_metric": "accuracy", "validation_target": 0.97, "test_target": 0.97,
-        "max_runtime": 60}
-    assert {"name", "params", "target_metric", "validation_target", "test_target",
-            "max_runtime"} <= set(mnist)
+    assert {
+        k: mnist[k] for k in ("target_metric", "validation_target", "test_target", "max_runtime")
+    } == {
+        "target_metric": "accuracy",
+        "validation_target": 0.97,
+        "test_target": 0.97,
+        "max_runtime": 60,
+    }
+    assert {
+        "name",
+        "params",
+        "target_metric",
+        "validation_target",
+        "test_target",
+        "max_runtime",
+    } <= set(mnist)
 
 
 def test_listing_table_and_shapes(capsys):
@@ -64,8 +74,11 @@ def test_listing_table_and_shapes(capsys):
     assert "101,770" in out and "11,173,962" in out
     assert main(["--shapes", "mnist", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        ["net.layer1.weight", [128, 784]], ["net.layer1.bias", [128]],
-        ["net.layer2.weight", [10, 128]], ["net.layer2.bias", [10]]]
+        ["net.layer1.weight", [128, 784]],
+        ["net.layer1.bias", [128]],
+        ["net.layer2.weight", [10, 128]],
+        ["net.layer2.bias", [10]],
+    ]
     assert main(["--shapes", "nosuch"]) == 2
     assert "valid names" in capsys.readouterr().err
 

@@ -43,17 +43,37 @@ class FakeSubmission:
     def init_optimizer_state(self, workload, model_params, model_state, hyperparameters, rng):
         return {"n": 0}
 
-    def update_params(self, workload, current_param_container, current_params_types,
-                      model_state, hyperparameters, batch, loss_type, optimizer_state,
-                      eval_results, global_step, rng):
+    def update_params(
+        self,
+        workload,
+        current_param_container,
+        current_params_types,
+        model_state,
+        hyperparameters,
+        batch,
+        loss_type,
+        optimizer_state,
+        eval_results,
+        global_step,
+        rng,
+    ):
         self.steps_seen.append(global_step)
         self.time.t += self.step_cost
         if self.raise_at is not None and global_step == self.raise_at:
             raise TrainingCompleteError()
         return optimizer_state, current_param_container, model_state
 
-    def data_selection(self, workload, input_queue, optimizer_state, current_param_container,
-                       model_state, hyperparameters, global_step, rng):
+    def data_selection(
+        self,
+        workload,
+        input_queue,
+        optimizer_state,
+        current_param_container,
+        model_state,
+        hyperparameters,
+        global_step,
+        rng,
+    ):
         return next(input_queue)
 
 
@@ -63,22 +83,53 @@ class WithPrepare(FakeSubmission):
         self.prep_cost = prep_cost
         self.prep_calls = []
 
-    def prepare_for_eval(self, workload, current_param_container, current_params_types,
-                         model_state, hyperparameters, loss_type, optimizer_state, eval_results,
-                         global_step, rng):
+    def prepare_for_eval(
+        self,
+        workload,
+        current_param_container,
+        current_params_types,
+        model_state,
+        hyperparameters,
+        loss_type,
+        optimizer_state,
+        eval_results,
+        global_step,
+        rng,
+    ):
         self.prep_calls.append(global_step)
         self.time.t += self.prep_cost
         return optimizer_state, current_param_container, model_state
 
 
 class WithTrainState(FakeSubmission):
-    def update_params(self, workload, current_param_container, current_params_types,
-                      model_state, hyperparameters, batch, loss_type, optimizer_state,
-                      eval_results, global_step, rng, train_state=None):
+    def update_params(
+        self,
+        workload,
+        current_param_container,
+        current_params_types,
+        model_state,
+        hyperparameters,
+        batch,
+        loss_type,
+        optimizer_state,
+        eval_results,
+        global_step,
+        rng,
+        train_state=None,
+    ):
         self.train_state = train_state
         return super().update_params(
-            workload, current_param_container, current_params_types, model_state,
-            hyperparameters, batch, loss_type, optimizer_state, eval_results, global_step, rng
+            workload,
+            current_param_container,
+            current_params_types,
+            model_state,
+            hyperparameters,
+            batch,
+            loss_type,
+            optimizer_state,
+            eval_results,
+            global_step,
+            rng,
         )
 
 
@@ -90,9 +141,8 @@ def scripted_eval(monkeypatch, time, cost, val_values, test_values=None):
         i = min(len(calls), len(val_values) - 1)
         calls.append(i)
         time.t += cost
-        test = (test_values or val_values)[min(i, len((test_values or val_values)) - 1)]
-        return {"validation/accuracy": val_values[i], "test/accuracy": test,
-                "train/accuracy": 0.0}
+        test = (test_values or val_values)[min(i, len(test_values or val_values) - 1)]
+        return {"validation/accuracy": val_values[i], "test/accuracy": test, "train/accuracy": 0.0}
 
     monkeypatch.setattr(runner_mod, "evaluate", fake_evaluate)
     return calls
@@ -102,8 +152,14 @@ def make_trial(tmp_path, sub, time, settings=None, **config_changes):
     changes = {"eval_period": 1.0, "max_runtime": 1e6, **config_changes}
     config = dataclasses.replace(load_config("digits"), **changes)
     workload = Workload(config, get_workload_functions("digits"), DistInfo())
-    return Trial(workload, sub, None, settings or RunSettings(max_steps=10),
-                 TrialLog(str(tmp_path)), Clock(DistInfo(), time_fn=time))
+    return Trial(
+        workload,
+        sub,
+        None,
+        settings or RunSettings(max_steps=10),
+        TrialLog(str(tmp_path)),
+        Clock(DistInfo(), time_fn=time),
+    )
 
 
 def eval_rows(trial_result):
@@ -140,8 +196,9 @@ def test_stops_when_validation_and_test_targets_reached(tmp_path, monkeypatch):
     # digits: accuracy > 0.96 on validation, > 0.95 on test. Eval 2 reaches validation only
     # (training goes on: the reference stops on both); eval 3 (step 9) reaches both and ends it.
     time = FakeTime()
-    scripted_eval(monkeypatch, time, cost=1.0, val_values=[0.1, 0.97, 0.98],
-                  test_values=[0.1, 0.5, 0.99])
+    scripted_eval(
+        monkeypatch, time, cost=1.0, val_values=[0.1, 0.97, 0.98], test_values=[0.1, 0.5, 0.99]
+    )
     result = make_trial(tmp_path, FakeSubmission(time), time, RunSettings(max_steps=100)).run()
     assert [s for s, _ in result.eval_results] == [1, 5, 9]
     assert result.state.global_step == 9
@@ -194,9 +251,15 @@ def test_train_state_is_a_read_only_reference_view(tmp_path, monkeypatch):
     make_trial(tmp_path, sub, time, RunSettings(max_steps=3)).run()
     assert isinstance(sub.train_state, MappingProxyType)
     assert set(sub.train_state) == {
-        "validation_goal_reached", "test_goal_reached", "is_time_remaining", "last_eval_time",
-        "training_complete", "accumulated_submission_time", "accumulated_eval_time",
-        "accumulated_logging_time", "last_step_end_time",
+        "validation_goal_reached",
+        "test_goal_reached",
+        "is_time_remaining",
+        "last_eval_time",
+        "training_complete",
+        "accumulated_submission_time",
+        "accumulated_eval_time",
+        "accumulated_logging_time",
+        "last_step_end_time",
     }
     with pytest.raises(TypeError):
         sub.train_state["training_complete"] = True

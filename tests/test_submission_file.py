@@ -7,7 +7,6 @@ import json
 import textwrap
 
 import pytest
-
 from conftest import run_cli, run_trial
 
 SUBMISSION = textwrap.dedent(
@@ -99,15 +98,23 @@ def test_reference_style_submission_trains(tmp_path, package):
     point.write_text(json.dumps({"learning_rate": 0.003, "label_smoothing": 0.0}))
     summary = run_trial(
         tmp_path,
-        ["optimizer=file", f"optimizer.path={sub}", f"optimizer.hparams={point}",
-         "max_steps=300", "workload.eval_period=1000", "workload.validation_target=0.9",
-         "workload.test_target=0.9"],
+        [
+            "optimizer=file",
+            f"optimizer.path={sub}",
+            f"optimizer.hparams={point}",
+            "max_steps=300",
+            "workload.eval_period=1000",
+            "workload.validation_target=0.9",
+            "workload.test_target=0.9",
+        ],
     )
     assert summary["global_batch_size"] == 32
     assert summary["reached_validation_target"], summary
     trial = tmp_path / "digits_file" / "digits_pytorch" / "trial_1"
     assert json.loads((trial / "hparams.json").read_text()) == {
-        "learning_rate": 0.003, "label_smoothing": 0.0}
+        "learning_rate": 0.003,
+        "label_smoothing": 0.0,
+    }
     rows = list(csv.DictReader(open(trial / "measurements.csv")))
     losses = [float(r["loss"]) for r in rows if r.get("loss")]
     assert losses[-1] < losses[0] / 3
@@ -117,8 +124,10 @@ def test_list_form_search_space_uses_its_first_point(tmp_path):
     sub = write_submission(tmp_path)
     space = tmp_path / "tuning_search_space.json"
     space.write_text(json.dumps([{"learning_rate": 0.002}, {"learning_rate": 0.5}]))
-    run_trial(tmp_path, ["optimizer=file", f"optimizer.path={sub}",
-                         f"optimizer.hparams={space}", "max_steps=2"])
+    run_trial(
+        tmp_path,
+        ["optimizer=file", f"optimizer.path={sub}", f"optimizer.hparams={space}", "max_steps=2"],
+    )
     trial = tmp_path / "digits_file" / "digits_pytorch" / "trial_1"
     assert json.loads((trial / "hparams.json").read_text()) == {"learning_rate": 0.002}
 
@@ -133,7 +142,8 @@ def test_missing_function_is_a_clear_error(tmp_path):
 
 
 def test_missing_file_fails_at_start_with_exit_code(tmp_path):
-    proc = run_cli(["optimizer=file", f"optimizer.path={tmp_path}/nope.py",
-                    f"experiment_dir={tmp_path}"])
+    proc = run_cli(
+        ["optimizer=file", f"optimizer.path={tmp_path}/nope.py", f"experiment_dir={tmp_path}"]
+    )
     assert proc.returncode != 0
     assert "nope.py" in proc.stderr and "does not exist" in proc.stderr

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-
 from conftest import run_trial
 
 from algoperf_torch.workloads.__main__ import workload_names
@@ -64,20 +63,36 @@ def test_self_tuning_hands_no_hyperparameters(tmp_path):
 
 
 # Full-size models whose synthetic smoke test costs more than a few seconds on 2 CPU cores.
-HEAVY = {"imagenet_resnet", "imagenet_vit", "wmt", "librispeech_conformer",
-         "librispeech_deepspeech", "criteo1tb", "fastmri"}
+HEAVY = {
+    "imagenet_resnet",
+    "imagenet_vit",
+    "wmt",
+    "librispeech_conformer",
+    "librispeech_deepspeech",
+    "criteo1tb",
+    "fastmri",
+}
 
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if any(n.startswith(h) for h in HEAVY) else n
-     for n in workload_names()],
+    [
+        pytest.param(n, marks=pytest.mark.slow) if any(n.startswith(h) for h in HEAVY) else n
+        for n in workload_names()
+    ],
 )
 def test_every_workload_runs_on_synthetic_data(tmp_path, name):
     summary = run_trial(
         tmp_path,
-        [f"workload={name}", "data=synthetic", "max_steps=2", "batch_size=4",
-         "data.synthetic_eval_examples=4", "workload.eval_batch_size=4", "workload.compile=off"],
+        [
+            f"workload={name}",
+            "data=synthetic",
+            "max_steps=2",
+            "batch_size=4",
+            "data.synthetic_eval_examples=4",
+            "workload.eval_batch_size=4",
+            "workload.compile=off",
+        ],
     )
     assert summary["global_step"] == 2 and summary["num_evals"] >= 1
 
@@ -93,9 +108,13 @@ def test_wandb_offline_logs_config_evals_and_summary(tmp_path, monkeypatch):
     assert summary["global_step"] == 5
     # Offline, W&B keeps config, history and summary as records in the .wandb file.
     record = next(runs[0].glob("*.wandb")).read_bytes()
-    for key in (b"time_to_target", b"reached_validation_target",  # the final summary
-                b"validation/accuracy", b"grad_norm",  # eval rows and logged training scalars
-                b"eval_period"):  # the resolved config
+    for key in (
+        b"time_to_target",
+        b"reached_validation_target",  # the final summary
+        b"validation/accuracy",
+        b"grad_norm",  # eval rows and logged training scalars
+        b"eval_period",
+    ):  # the resolved config
         assert key in record, key
 
 
@@ -111,8 +130,6 @@ def test_plain_progress_logs_lines(tmp_path, caplog):
 
 def test_live_progress_renders_on_a_terminal():
     import io
-
-    from rich.console import Console
 
     from algoperf_torch.progress import Progress, Snapshot
 
@@ -130,7 +147,8 @@ def test_live_progress_renders_on_a_terminal():
 
 @pytest.mark.slow
 def test_compiled_model_trains_with_compile_on_the_clock(tmp_path):
-    summary = run_trial(tmp_path, ["max_steps=3", "workload.compile=model",
-                                   "workload.eval_period=1e9"])
+    summary = run_trial(
+        tmp_path, ["max_steps=3", "workload.compile=model", "workload.eval_period=1e9"]
+    )
     # Inductor's first compile takes seconds: step 1 carries it, inside the submission time.
     assert summary["accumulated_submission_time"] > summary["accumulated_eval_time"]

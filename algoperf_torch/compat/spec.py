@@ -1,6 +1,6 @@
 """``algoperf.spec`` as published submissions use it: type names, enums and the error class.
 
-    python -m pytest tests/test_submission_file.py
+python -m pytest tests/test_submission_file.py
 """
 
 from __future__ import annotations

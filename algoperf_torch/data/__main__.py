@@ -33,13 +33,18 @@ def main(argv: list[str] | None = None) -> int:
         description="Download and prepare a dataset in the layout algoperf-torch reads.",
         epilog="datasets: " + "; ".join(f"{k}: {h}" for k, (_, h) in DATASETS.items()),
     )
-    top.add_argument("dataset", choices=sorted(DATASETS), metavar="DATASET",
-                     help=f"one of {', '.join(sorted(DATASETS))}")
+    top.add_argument(
+        "dataset",
+        choices=sorted(DATASETS),
+        metavar="DATASET",
+        help=f"one of {', '.join(sorted(DATASETS))}",
+    )
     known, _ = top.parse_known_args(argv[:1] or argv)
     module_name, help_text = DATASETS[known.dataset]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"python -m algoperf_torch.data {known.dataset}",
-                                     description=help_text)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m algoperf_torch.data {known.dataset}", description=help_text
+    )
     parser.add_argument("--data-dir", required=True, help="root folder of the prepared datasets")
     module.add_arguments(parser)
     return module.run(parser.parse_args(argv[1:]))

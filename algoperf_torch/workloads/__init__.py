@@ -26,5 +26,7 @@ WORKLOADS: dict[str, str] = {
 def get_workload_functions(impl: str) -> WorkloadFunctions:
     """The registry entry for ``impl``; an unknown name lists the valid ones."""
     if impl not in WORKLOADS:
-        raise KeyError(f"unknown workload code {impl!r}; registered: {', '.join(sorted(WORKLOADS))}")
+        raise KeyError(
+            f"unknown workload code {impl!r}; registered: {', '.join(sorted(WORKLOADS))}"
+        )
     return importlib.import_module(WORKLOADS[impl]).FUNCTIONS

@@ -72,7 +72,9 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m algoperf_torch.workloads", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m algoperf_torch.workloads", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--shapes", metavar="NAME", help="print NAME's parameter names and shapes")
     args = parser.parse_args(argv)
@@ -92,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'workload':34s} {'params':>13s}  {'metric':24s} {'validation':>11s} {'test':>9s} {'budget s':>9s}")
+    print(
+        f"{'workload':34s} {'params':>13s}  {'metric':24s} {'validation':>11s} {'test':>9s} {'budget s':>9s}"
+    )
     for r in rows:
         op = "<" if r["target_minimize"] else ">"
         test = "-" if r["test_target"] is None else f"{r['test_target']}"

@@ -86,8 +86,9 @@ def eval_batches(
     shard = eval_shard(num, request.rank, request.world_size)
     for start in range(shard.start, shard.stop, request.batch_size):
         stop = min(start + request.batch_size, shard.stop)
-        yield _to_device({"inputs": inputs[start:stop], "targets": targets[start:stop]},
-                         request.device)
+        yield _to_device(
+            {"inputs": inputs[start:stop], "targets": targets[start:stop]}, request.device
+        )
 
 
 def eval_train_subset(num_train: int, num_examples: int, seed: int) -> torch.Tensor:

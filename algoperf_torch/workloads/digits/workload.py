@@ -1,6 +1,6 @@
 """The ``digits`` embedded default workload: the MNIST MLP on scikit-learn's 8x8 digits.
 
-    python -m algoperf_torch            # workload=digits optimizer=nadamw
+python -m algoperf_torch            # workload=digits optimizer=nadamw
 """
 
 from __future__ import annotations

@@ -54,7 +54,11 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def find_file(data_dir: str, stem: str) -> str:
-    for folder in (os.path.join(data_dir, "mnist"), data_dir, os.path.join(data_dir, "MNIST", "raw")):
+    for folder in (
+        os.path.join(data_dir, "mnist"),
+        data_dir,
+        os.path.join(data_dir, "MNIST", "raw"),
+    ):
         for name in (stem, stem + ".gz"):
             path = os.path.join(folder, name)
             if os.path.exists(path):
@@ -75,7 +79,9 @@ def load(data_dir: str) -> dict[str, torch.Tensor]:
     out = {}
     for split in ("train", "test"):
         images = torch.from_numpy(arrays[f"{split}_images"].astype(np.float32))
-        out[f"{split}_images"] = ((images - MEAN) / STD).unsqueeze(1)  # [N, 28, 28] -> [N, 1, 28, 28]
+        out[f"{split}_images"] = ((images - MEAN) / STD).unsqueeze(
+            1
+        )  # [N, 28, 28] -> [N, 1, 28, 28]
         out[f"{split}_labels"] = torch.from_numpy(arrays[f"{split}_labels"].astype(np.int64))
     return out
 

@@ -1,6 +1,6 @@
 """The ``mnist`` development workload's registry entry (RULES.md, WORKLOADS.md §10).
 
-    python -m algoperf_torch workload=mnist data.data_dir=~/data
+python -m algoperf_torch workload=mnist data.data_dir=~/data
 """
 
 from __future__ import annotations
