@@ -54,24 +54,32 @@ def make_params(shapes: list[tuple[int, ...]], seed: int = 0) -> list[torch.nn.P
     return params
 
 
-def time_steps(step: Callable[[], None], warmup: int, repeats: int) -> float:
-    """Median seconds of ``step`` over ``repeats`` calls after ``warmup`` calls."""
+def time_pair(step: Callable[[], None], ref: Callable[[], None], warmup: int, repeats: int):
+    """Medians of ``step`` and ``ref`` (AdamW), timed alternately so machine load hits both."""
     for _ in range(warmup):
         step()
-    times = []
+        ref()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in ((step, times[0]), (ref, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
-def bench_table_entry(name: str, shapes, warmup: int, repeats: int) -> float:
+def adamw_step(shapes) -> Callable[[], None]:
+    """One step of ``torch.optim.AdamW(foreach=True)`` on its own copy of the parameters."""
+    params = make_params(shapes, seed=1)
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, foreach=True).step
+
+
+def table_entry_step(name: str, shapes, **overrides) -> Callable[[], None]:
+    """One ``step()`` of the table's optimizer ``name`` (SAM: a closure restoring the grads)."""
     info = OPTIMIZERS[name]
     params = make_params(shapes)
     h = {k: v for k, v in HPARAMS.items() if k in info.hparams}
-    if name == "shampoo":  # roots once at step 1, never again: the plain step
-        h.update(precondition_frequency=10**9, start_preconditioning_step=1)
+    h.update(overrides)
     opt = info.build(params, h)
     grads = [p.grad for p in params]
 
@@ -85,15 +93,7 @@ def bench_table_entry(name: str, shapes, warmup: int, repeats: int) -> float:
             opt.train()
         opt.step(closure) if info.uses_closure else opt.step()
 
-    return time_steps(step, warmup, repeats)
-
-
-def bench_shampoo_roots(shapes, repeats: int) -> float:
-    """A Shampoo step that recomputes every root inverse (precondition_frequency = 1)."""
-    params = make_params(shapes)
-    h = dict(HPARAMS, precondition_frequency=1, start_preconditioning_step=1)
-    opt = OPTIMIZERS["shampoo"].build(params, h)
-    return time_steps(opt.step, 0, repeats)
+    return step
 
 
 def main() -> None:
@@ -115,22 +115,19 @@ def main() -> None:
     shapes = resnet50_shapes(args.params_scale)
     n = sum(torch.Size(s).numel() for s in shapes)
     print(f"{len(shapes)} tensors, {n / 1e6:.1f} M parameters, {torch.get_num_threads()} threads")
-
-    def adamw_step_time() -> float:
-        params = make_params(shapes)
-        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, foreach=True)
-        return time_steps(opt.step, args.warmup, args.repeats)
-
-    rows: list[tuple[str, float]] = [("torch AdamW(foreach)", adamw_step_time())]
+    print(f"{'optimizer':26s} {'step (ms)':>10s} {'AdamW (ms)':>11s} {'vs AdamW':>9s}")
+    ref = adamw_step(shapes)
     for name in args.only or list(OPTIMIZERS):
-        rows.append((name, bench_table_entry(name, shapes, args.warmup, args.repeats)))
-        if name == "shampoo":
-            rows.append(("shampoo + root inverses", bench_shampoo_roots(shapes, args.root_repeats)))
-    rows.append(("torch AdamW(foreach) again", adamw_step_time()))
-    base = statistics.mean([rows[0][1], rows[-1][1]])
-    print(f"{'optimizer':28s} {'median step (ms)':>17s} {'vs AdamW':>9s}")
-    for name, t in rows:
-        print(f"{name:28s} {t * 1e3:17.1f} {t / base:8.2f}x")
+        # Shampoo's plain step: roots once at step 1 (in the warmup), then never again.
+        kw = dict(precondition_frequency=10**9, start_preconditioning_step=1)
+        step = table_entry_step(name, shapes, **(kw if name == "shampoo" else {}))
+        t, t_ref = time_pair(step, ref, args.warmup, args.repeats)
+        print(f"{name:26s} {t * 1e3:10.1f} {t_ref * 1e3:11.1f} {t / t_ref:8.2f}x", flush=True)
+        if name == "shampoo":  # every step recomputes every root inverse
+            step = table_entry_step(name, shapes, precondition_frequency=1)
+            t, t_ref = time_pair(step, ref, 0, args.root_repeats)
+            label = "shampoo + root inverses"
+            print(f"{label:26s} {t * 1e3:10.1f} {t_ref * 1e3:11.1f} {t / t_ref:8.2f}x", flush=True)
 
 
 if __name__ == "__main__":
