@@ -122,8 +122,21 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--step-batch", type=int, default=4)
     p.add_argument("--skip-steps", action="store_true")
+    p.add_argument("--skip-pipeline", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not args.skip_pipeline:
+        pipeline(args)
+    if args.skip_steps:
+        return
+    print(f"CPU train step, batch {args.step_batch}, 224x224 (s, median of 3 after warm-up):")
+    for name in ("imagenet_resnet", "imagenet_vit"):
+        eager = step_time(name, args.step_batch, False)
+        comp = step_time(name, args.step_batch, True)
+        print(f"  {name:16s} eager {eager:.3f}  compiled {comp:.3f}  ratio {eager / comp:.2f}x")
+
+
+def pipeline(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         make_folder(tmp, args.images)
         batches = max(1, args.images // args.batch - 1)
@@ -139,13 +152,6 @@ def main() -> None:
         for k, v in rates.items():
             print(f"  {k:16s} {med[k]:8.1f}  [{min(v):.1f}..{max(v):.1f}]")
         print(f"  ratio ours / ImageFolder+PIL: {med['ours'] / med['ImageFolder+PIL']:.2f}x")
-    if args.skip_steps:
-        return
-    print(f"CPU train step, batch {args.step_batch}, 224x224 (s, median of 3):")
-    for name in ("imagenet_resnet", "imagenet_vit"):
-        eager = step_time(name, args.step_batch, False)
-        comp = step_time(name, args.step_batch, True)
-        print(f"  {name:16s} eager {eager:.3f}  compiled {comp:.3f}  ratio {eager / comp:.2f}x")
 
 
 if __name__ == "__main__":

@@ -303,3 +303,28 @@ def test_three_step_trial(data_dir, name):
     results = evaluate(workload, model, seed=0)
     assert results["validation/num_examples"] == 12 and results["test/num_examples"] == 6
     assert 0.0 <= results["validation/accuracy"] <= 1.0 and results["train/loss"] > 0
+
+
+@pytest.mark.slow  # full-size ResNet-50 / ViT-S on CPU: about a minute each
+@pytest.mark.parametrize("name", ["imagenet_resnet", "imagenet_vit_map"])
+def test_runner_three_steps(data_dir, tmp_path, name):
+    """``python -m algoperf_torch workload=<name> data.data_dir=D max_steps=3 batch_size=4``."""
+    from conftest import run_trial
+
+    summary = run_trial(
+        tmp_path,
+        [
+            f"workload={name}",
+            f"data.data_dir={data_dir}",
+            "max_steps=3",
+            "batch_size=4",
+            "workload.num_train_examples=18",
+            "workload.num_eval_train_examples=8",
+            "workload.num_validation_examples=12",
+            "workload.num_test_examples=6",
+            "workload.eval_batch_size=6",
+            "workload.compile=off",
+            "data.num_workers=2",
+        ],
+    )
+    assert summary
