@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from algoperf_torch import config_check
@@ -54,7 +55,12 @@ def prepare_trial_dir(trial_dir: str, overwrite: bool) -> None:
 
 
 def build_submission(opt_cfg: dict[str, Any], ruleset: str):
-    """(submission, hyperparameters namedtuple or None, the point as a dict or None)."""
+    """(submission, hyperparameters namedtuple or None, the point as a dict or None).
+
+    For our optimizers a point read from a file (a search-space point, as the sweeper passes
+    it) is laid over the optimizer YAML's ``hparams``, which so supply every setting the search
+    space does not tune (e.g. Shampoo's ``mode``). A submission file gets exactly the file's point.
+    """
     from algoperf_torch.submission import (
         OptimizerSubmission,
         load_hparams,
@@ -62,7 +68,8 @@ def build_submission(opt_cfg: dict[str, Any], ruleset: str):
         make_hyperparameters,
     )
 
-    point = load_hparams(opt_cfg.get("hparams"))
+    configured = opt_cfg.get("hparams")
+    point = load_hparams(configured)
     if opt_cfg["name"] == "file":
         if not opt_cfg.get("path"):
             raise config_check.ConfigError(
@@ -72,14 +79,21 @@ def build_submission(opt_cfg: dict[str, Any], ruleset: str):
         if ruleset == "self":
             point = None
     else:
+        defaults = None if isinstance(configured, Mapping) else optimizer_yaml_hparams(opt_cfg)
         submission = OptimizerSubmission(
-            opt_cfg["name"],
-            point,
-            opt_cfg.get("batch_sizes") or {},
+            opt_cfg["name"], point, opt_cfg.get("batch_sizes") or {}, default_hparams=defaults
         )
         point = submission.hparams if ruleset == "external" else None
     hparams = make_hyperparameters(point) if point is not None else None
     return submission, hparams, point
+
+
+def optimizer_yaml_hparams(opt_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ``hparams`` of ``conf/optimizer/<name>.yaml`` (before command-line overrides)."""
+    from omegaconf import OmegaConf
+
+    path = os.path.join(config_check.CONF_DIR, "optimizer", f"{opt_cfg['name']}.yaml")
+    return OmegaConf.to_container(OmegaConf.load(path).hparams, resolve=True)
 
 
 def run(cfg: Any) -> dict[str, Any]:

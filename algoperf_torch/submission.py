@@ -111,9 +111,9 @@ class OptimizerSubmission:
 
     Args:
         name: the optimizer table key.
-        hparams: the hyperparameter point (``None``: self-tuning, use ``default_hparams``).
+        hparams: the hyperparameter point.
         batch_sizes: global batch size per workload name.
-        default_hparams: the point used when ``hparams`` is None (the YAML's).
+        default_hparams: values for every key ``hparams`` lacks (the optimizer YAML's point).
     """
 
     def __init__(
@@ -125,7 +125,7 @@ class OptimizerSubmission:
     ) -> None:
         self.name = name
         self.info: OptimInfo = get_optimizer_info(name)
-        point = dict(hparams if hparams is not None else (default_hparams or {}))
+        point = {**(default_hparams or {}), **(hparams or {})}
         unknown = sorted(set(point) - set(self.info.hparams) - set(COMMON_HPARAMS))
         if unknown:
             raise SubmissionError(
@@ -156,14 +156,14 @@ class OptimizerSubmission:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "scheduler": scheduler}
 
-    def _loss(self, workload, model, batch) -> torch.Tensor:
+    def _loss(self, workload, model, batch, update_batch_norm: bool = True) -> torch.Tensor:
         logits, _ = workload.model_fn(
             params=model,
             augmented_and_preprocessed_input_batch=batch,
             model_state=None,
             mode=ForwardPassMode.TRAIN,
             rng=None,
-            update_batch_norm=True,
+            update_batch_norm=update_batch_norm,
             dropout_rate=self.hparams.get("dropout_rate"),
         )
         out = workload.loss_fn(
@@ -202,13 +202,14 @@ class OptimizerSubmission:
         if self.info.train_eval_modes:
             optimizer.train()
 
-        def closure() -> torch.Tensor:
+        def closure(update_batch_norm: bool = False) -> torch.Tensor:
+            # Passes after the first (SAM's) leave BN statistics alone, as the reference's SAM.
             optimizer.zero_grad(set_to_none=True)
-            loss = self._loss(workload, model, batch)
+            loss = self._loss(workload, model, batch, update_batch_norm)
             loss.backward()
             return loss
 
-        loss = closure()
+        loss = closure(update_batch_norm=True)
         grad_clip = self.hparams.get("grad_clip")
         grad_norm = None
         if grad_clip is not None:

@@ -147,3 +147,25 @@ def test_missing_file_fails_at_start_with_exit_code(tmp_path):
     )
     assert proc.returncode != 0
     assert "nope.py" in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_search_space_point_is_laid_over_the_yaml_settings(tmp_path):
+    # A sweeper-style point file sets only the searched keys; Shampoo's own settings (mode,
+    # precondition_frequency ...) come from its YAML.
+    point = tmp_path / "point.json"
+    point.write_text(
+        json.dumps(
+            {
+                "learning_rate": 0.01,
+                "one_minus_beta1": 0.1,
+                "beta2": 0.99,
+                "warmup_factor": 0.05,
+                "weight_decay": 0.0,
+            }
+        )
+    )
+    run_trial(tmp_path, ["optimizer=shampoo", f"optimizer.hparams={point}", "max_steps=2"])
+    trial = tmp_path / "digits_shampoo" / "digits_pytorch" / "trial_1"
+    used = json.loads((trial / "hparams.json").read_text())
+    assert used["learning_rate"] == 0.01 and used["beta2"] == 0.99
+    assert used["mode"] == "distributed" and used["precondition_frequency"] == 100
