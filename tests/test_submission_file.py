@@ -169,3 +169,61 @@ def test_search_space_point_is_laid_over_the_yaml_settings(tmp_path):
     used = json.loads((trial / "hparams.json").read_text())
     assert used["learning_rate"] == 0.01 and used["beta2"] == 0.99
     assert used["mode"] == "distributed" and used["precondition_frequency"] == 100
+
+
+WRAPPER = textwrap.dedent(
+    '''
+    """A reference-API submission that wraps our Shampoo."""
+    import torch
+
+    from algoperf import spec
+    from algoperf_torch.optimizers.shampoo import Shampoo
+
+
+    def init_optimizer_state(workload, model_params, model_state, hyperparameters, rng):
+        opt = Shampoo(model_params.parameters(), lr=hyperparameters.learning_rate,
+                      precondition_frequency=5, start_preconditioning_step=5)
+        return {"optimizer": opt}
+
+
+    def update_params(workload, current_param_container, current_params_types, model_state,
+                      hyperparameters, batch, loss_type, optimizer_state, eval_results,
+                      global_step, rng):
+        optimizer_state["optimizer"].zero_grad()
+        logits, _ = workload.model_fn(current_param_container, batch, model_state,
+                                      spec.ForwardPassMode.TRAIN, rng, True)
+        out = workload.loss_fn(batch["targets"], logits)
+        (out["summed"] / out["n_valid_examples"]).backward()
+        optimizer_state["optimizer"].step()
+        return optimizer_state, current_param_container, model_state
+
+
+    def get_batch_size(workload_name):
+        return 64
+
+
+    def data_selection(workload, input_queue, optimizer_state, current_param_container,
+                       model_state, hyperparameters, global_step, rng):
+        return next(input_queue)
+    '''
+)
+
+
+def test_submission_wrapping_one_of_our_optimizers(tmp_path):
+    path = tmp_path / "wrap.py"
+    path.write_text(WRAPPER)
+    point = tmp_path / "p.json"
+    point.write_text(json.dumps({"learning_rate": 0.003}))
+    summary = run_trial(
+        tmp_path,
+        [
+            "optimizer=file",
+            f"optimizer.path={path}",
+            f"optimizer.hparams={point}",
+            "max_steps=200",
+            "workload.eval_period=1e9",
+        ],
+    )
+    trial = tmp_path / "digits_file" / "digits_pytorch" / "trial_1"
+    last = list(csv.DictReader(open(trial / "eval_measurements.csv")))[-1]
+    assert summary["global_step"] == 200 and float(last["validation/accuracy"]) > 0.8

@@ -8,6 +8,7 @@ import json
 import pytest
 from conftest import run_trial
 
+from algoperf_torch.optimizers import OPTIMIZERS
 from algoperf_torch.workloads.__main__ import workload_names
 
 
@@ -152,3 +153,9 @@ def test_compiled_model_trains_with_compile_on_the_clock(tmp_path):
     )
     # Inductor's first compile takes seconds: step 1 carries it, inside the submission time.
     assert summary["accumulated_submission_time"] > summary["accumulated_eval_time"]
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_every_optimizer_runs_on_the_embedded_default(tmp_path, optimizer):
+    summary = run_trial(tmp_path, [f"optimizer={optimizer}", "max_steps=5"])
+    assert summary["global_step"] == 5 and summary["num_evals"] >= 1 and not summary["diverged"]
