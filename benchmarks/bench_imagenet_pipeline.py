@@ -123,10 +123,18 @@ def main() -> None:
     p.add_argument("--step-batch", type=int, default=4)
     p.add_argument("--skip-steps", action="store_true")
     p.add_argument("--skip-pipeline", action="store_true")
+    p.add_argument(
+        "--main-threads",
+        type=int,
+        default=1,
+        help="torch threads of the consuming process while timing pipelines (the workers use 1 "
+        "each; the default keeps the consumer from oversubscribing the cores they use)",
+    )
     args = p.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     if not args.skip_pipeline:
+        torch.set_num_threads(args.main_threads)
         pipeline(args)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
     if args.skip_steps:
         return
     print(f"CPU train step, batch {args.step_batch}, 224x224 (s, median of 3 after warm-up):")
@@ -147,7 +155,8 @@ def pipeline(args: argparse.Namespace) -> None:
         med = {k: statistics.median(v) for k, v in rates.items()}
         print(
             f"pipeline, {args.workers} workers, batch {args.batch}, {batches} batches x "
-            f"{args.repeats} repeats (images/s, median [min..max]):"
+            f"{args.repeats} repeats, consumer threads {args.main_threads} "
+            "(images/s, median [min..max]):"
         )
         for k, v in rates.items():
             print(f"  {k:16s} {med[k]:8.1f}  [{min(v):.1f}..{max(v):.1f}]")
