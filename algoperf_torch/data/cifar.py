@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import zlib
 
-from algoperf_torch.data.mnist import SetupError, add_download_arguments, fetch, is_valid
+from algoperf_torch.data.download import SetupError, add_download_arguments, fetch, is_valid
 
 MIRROR = "https://www.cs.toronto.edu/~kriz/"
 ARCHIVE = "cifar-10-python.tar.gz"

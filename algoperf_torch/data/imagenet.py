@@ -33,15 +33,13 @@ import shutil
 import sys
 import tarfile
 
+from algoperf_torch.data.download import SetupError
+
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
 V2_TAR = "imagenetv2-matched-frequency.tar.gz"
 LABEL_FILES = ("valprep.sh", "LOC_val_solution.csv", "val_labels.txt")
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-
-
-class SetupError(Exception):
-    """ImageNet could not be prepared; the message says why and what to do."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
