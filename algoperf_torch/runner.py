@@ -184,30 +184,19 @@ class Trial:
             and not state.training_complete
         ):
             step = state.global_step
-            data_select_rng, update_rng, prep_eval_rng, eval_rng = prng.split(
-                prng.fold_in(rng, step), 4
-            )
+            data_select_rng, update_rng, prep_eval_rng, _ = prng.split(prng.fold_in(rng, step), 4)
             batch = sub.data_selection(
                 w, input_queue, opt_state, model, model_state, self.hparams, step, data_select_rng
             )
-            extra = {"train_state": state.reference_view()} if wants_train_state else {}
             try:
                 opt_state, model, model_state = sub.update_params(
-                    workload=w,
-                    current_param_container=model,
-                    current_params_types=w.model_params_types,
-                    model_state=model_state,
-                    hyperparameters=self.hparams,
+                    **self._api_args(model, model_state, opt_state, result, step, update_rng),
                     batch=batch,
-                    loss_type=w.loss_type,
-                    optimizer_state=opt_state,
-                    eval_results=result.eval_results,
-                    global_step=step,
-                    rng=update_rng,
-                    **extra,
+                    **({"train_state": state.reference_view()} if wants_train_state else {}),
                 )
             except TrainingCompleteError:
                 state.training_complete = True
+            del batch
             state.global_step += 1
             if settings.max_steps is not None and state.global_step == settings.max_steps:
                 state.training_complete = True
@@ -216,24 +205,16 @@ class Trial:
 
             if not settings.skip_evals and eval_due(state, now, w.config.eval_period):
                 if prepare_for_eval is not None:
-                    del batch
                     t0 = self.clock()
                     opt_state, model, model_state = prepare_for_eval(
-                        workload=w,
-                        current_param_container=model,
-                        current_params_types=w.model_params_types,
-                        model_state=model_state,
-                        hyperparameters=self.hparams,
-                        loss_type=w.loss_type,
-                        optimizer_state=opt_state,
-                        eval_results=result.eval_results,
-                        global_step=state.global_step,
-                        rng=prep_eval_rng,
+                        **self._api_args(
+                            model, model_state, opt_state, result, state.global_step, prep_eval_rng
+                        )
                     )
                     state.accumulated_submission_time += self.clock() - t0
                 state.is_time_remaining = state.accumulated_submission_time < self.budget
                 if state.is_time_remaining:
-                    self._eval_and_log(model, state, result, eval_rng)
+                    self._eval_and_log(model, state, result)
             self.progress.update(self._snapshot(state, result))
             state.last_step_end_time = self.clock()
 
@@ -247,11 +228,34 @@ class Trial:
         )
         return result
 
-    def _eval_and_log(self, model, state: TrainState, result: TrialResult, eval_rng) -> None:
-        """The untimed block: eval, goal flags, the CSV row (its time goes to logging time)."""
+    def _api_args(self, model, model_state, opt_state, result, step, rng) -> dict[str, Any]:
+        """The keyword arguments ``update_params`` and ``prepare_for_eval`` share."""
+        return dict(
+            workload=self.workload,
+            current_param_container=model,
+            current_params_types=self.workload.model_params_types,
+            model_state=model_state,
+            hyperparameters=self.hparams,
+            loss_type=self.workload.loss_type,
+            optimizer_state=opt_state,
+            eval_results=result.eval_results,
+            global_step=step,
+            rng=rng,
+        )
+
+    def _eval_and_log(self, model, state: TrainState, result: TrialResult) -> None:
+        """The untimed block: eval, goal flags, the CSV row (its time goes to logging time).
+
+        As the reference, a ``RuntimeError`` during the eval (e.g. out of memory) is logged and
+        the eval lost; ``last_eval_time`` stays, so the next step is eval-eligible again.
+        """
         w = self.workload
         t0 = self.clock()
-        metrics = evaluate(w, model, self.data_seed)
+        try:
+            metrics = evaluate(w, model, self.data_seed)
+        except RuntimeError as e:
+            log.warning("eval at step %d failed and is skipped: %s", state.global_step, e)
+            return
         state.validation_goal_reached |= w.has_reached_validation_target(metrics)
         if w.config.test_target is None:
             state.test_goal_reached = True

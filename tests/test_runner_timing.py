@@ -271,3 +271,22 @@ def test_non_finite_metric_ends_the_trial_as_diverged(tmp_path, monkeypatch):
     result = make_trial(tmp_path, FakeSubmission(time), time, RunSettings(max_steps=100)).run()
     assert result.state.diverged and result.time_to_target is None
     assert result.state.global_step == 5
+
+
+def test_a_failed_eval_is_skipped_and_retried_next_step(tmp_path, monkeypatch):
+    # The reference swallows a RuntimeError (e.g. OOM) in the eval block; last_eval_time is not
+    # updated, so the very next step is eval-eligible again.
+    time = FakeTime()
+    calls = []
+
+    def flaky_evaluate(workload, model, seed):
+        calls.append(1)
+        time.t += 1.0
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory")
+        return {"validation/accuracy": 0.1, "test/accuracy": 0.1}
+
+    monkeypatch.setattr(runner_mod, "evaluate", flaky_evaluate)
+    result = make_trial(tmp_path, FakeSubmission(time), time, RunSettings(max_steps=3)).run()
+    assert [s for s, _ in result.eval_results][:1] == [2]
+    assert result.state.accumulated_eval_time == pytest.approx(1.0 * (len(calls) - 1))
