@@ -217,6 +217,13 @@ def _report(summary: dict[str, Any], wl: Any) -> None:
     )
 
 
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def main() -> None:
     """Check the command line, then hand it to Hydra."""
     try:
@@ -233,6 +240,8 @@ def main() -> None:
             return run(cfg)
         except (config_check.ConfigError, ValueError, KeyError, FileNotFoundError) as e:
             log.error("%s: %s", type(e).__name__, e)
+            if _in_multirun():
+                raise  # the study sweeper records the failed trial and runs the others
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 
