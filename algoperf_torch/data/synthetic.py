@@ -12,14 +12,16 @@ from collections.abc import Iterator
 
 import torch
 
-from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig, WorkloadFunctions
+from algoperf_torch.spec import SPLITS, Batch, DataRequest, WorkloadConfig, WorkloadFunctions
 from algoperf_torch.workloads.common import _to_device, eval_shard
 
 
 def synthetic_iterator(
     config: WorkloadConfig, functions: WorkloadFunctions, request: DataRequest
 ) -> Iterator[Batch]:
-    gen = torch.Generator().manual_seed(request.seed * 7919 + request.rank)
+    # Each split and rank draws its own stream: eval batches never repeat the training batches.
+    split_index = SPLITS.index(request.split)
+    gen = torch.Generator().manual_seed((request.seed * 4 + split_index) * 7919 + request.rank)
     if request.split == "train":
         while True:
             batch = functions.synthetic_batch(config, request.batch_size, gen)
