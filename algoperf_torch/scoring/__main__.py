@@ -24,7 +24,7 @@ import pandas as pd
 from algoperf_torch.scoring.logs import read_logs
 from algoperf_torch.scoring.rules import RULES
 from algoperf_torch.scoring.scores import Scores, ScoringError, score_submissions
-from algoperf_torch.scoring.targets import WORKLOAD_CONF_DIR, load_workload_targets
+from algoperf_torch.scoring.targets import load_workload_targets
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,8 +41,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--conf-dir",
         type=Path,
-        default=WORKLOAD_CONF_DIR,
-        help="folder of workload YAMLs with the targets",
+        default=None,
+        help="folder of workload YAMLs with the targets (default: the package's conf/workload/ "
+        "and, for reference workloads not built yet, conf/targets/)",
     )
     parser.add_argument("--exclude", default="", help="comma-separated submissions to skip")
     return parser.parse_args(argv)

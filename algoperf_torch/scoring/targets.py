@@ -20,6 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 WORKLOAD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "workload"
+# Targets of reference workloads not built here yet (scoring their logs needs them); a workload
+# moves from here to conf/workload/ when it is built.
+TARGET_ONLY_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "targets"
 REQUIRED_KEYS = ("target_metric", "target_minimize", "validation_target")
 
 
@@ -150,17 +153,21 @@ def load_workload_targets(
     """Read the targets of every workload YAML.
 
     Args:
-        conf_dir: folder of workload YAMLs (default: `algoperf_torch/conf/workload/`).
+        conf_dir: folder of workload YAMLs (default: `algoperf_torch/conf/workload/`, then
+            `algoperf_torch/conf/targets/` for workloads not built yet).
 
     Returns:
         (`{workload name: WorkloadTarget}`, `{workload name: why it has no target}`); the second
         dict lets the caller fail only when a workload it needs is incomplete.
     """
-    conf_dir = Path(conf_dir) if conf_dir is not None else WORKLOAD_CONF_DIR
+    dirs = [Path(conf_dir)] if conf_dir is not None else [WORKLOAD_CONF_DIR, TARGET_ONLY_CONF_DIR]
     targets, problems = {}, {}
-    for path in sorted(conf_dir.glob("*.yaml")):
+    paths = [(folder, path) for folder in dirs for path in sorted(folder.glob("*.yaml"))]
+    for folder, path in paths:
+        if path.stem in targets or path.stem in problems:
+            continue
         try:
-            cfg = OmegaConf.to_container(_compose(path.stem, conf_dir), resolve=False)
+            cfg = OmegaConf.to_container(_compose(path.stem, folder), resolve=False)
             target = target_from_config(cfg, path)
         except Exception as err:  # noqa: BLE001 - any broken YAML is reported, not fatal here
             problems[path.stem] = str(err) if isinstance(err, TargetsError) else f"{path}: {err}"
