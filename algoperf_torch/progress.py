@@ -23,6 +23,8 @@ class Snapshot:
     submission_time: float
     budget: float
     loss: float | None
+    loss_step: int | None
+    """The step at which the submission last logged its training loss."""
     metric_name: str
     metric: float | None
     target: float
@@ -35,8 +37,9 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 
 def describe(s: Snapshot, steps_per_sec: float) -> str:
     op = "<" if s.target_minimize else ">"
+    loss = _fmt(s.loss) if s.loss_step in (None, s.step - 1) else f"{_fmt(s.loss)} @{s.loss_step}"
     return (
-        f"step {s.step} | loss {_fmt(s.loss)} | {steps_per_sec:.1f} steps/s | "
+        f"step {s.step} | loss {loss} | {steps_per_sec:.1f} steps/s | "
         f"time {s.submission_time:.1f}/{s.budget:.0f} s | "
         f"val {s.metric_name} {_fmt(s.metric)} (target {op} {s.target})"
     )

@@ -293,11 +293,13 @@ class Trial:
         metric_key = f"validation/{self.workload.config.target_metric}"
         last = result.eval_results[-1][1] if result.eval_results else {}
         ml = self.workload.metrics_logger
+        scalars = getattr(ml, "last_scalars", {}) if ml is not None else {}
         return Snapshot(
             step=state.global_step,
             submission_time=state.accumulated_submission_time,
             budget=self.budget,
-            loss=getattr(ml, "last_scalars", {}).get("loss") if ml is not None else None,
+            loss=scalars.get("loss"),
+            loss_step=scalars.get("global_step"),
             metric_name=self.workload.config.target_metric,
             metric=last.get(metric_key),
             target=self.workload.config.validation_target,

@@ -132,16 +132,18 @@ def test_plain_progress_logs_lines(tmp_path, caplog):
 def test_live_progress_renders_on_a_terminal():
     import io
 
-    from algoperf_torch.progress import Progress, Snapshot
+    from algoperf_torch.progress import Progress, Snapshot, describe
 
     progress = Progress("live", interval=0.0)
     with progress:
         buffer = io.StringIO()
         progress._live.console.file = buffer
-        snap = Snapshot(5, 1.5, 30, 0.42, "accuracy", 0.9, 0.96, False)
-        progress.update(snap, force=True)
-    assert isinstance(progress._live, type(None))
-    assert "step 5" in buffer.getvalue() and "0.4200" in buffer.getvalue()
+        progress.update(Snapshot(5, 1.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), force=True)
+        progress.update(Snapshot(9, 2.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), force=True)
+    assert progress._live is None
+    assert "step 9 | loss 0.4200 @4 |" in buffer.getvalue()  # a stale loss shows its step
+    fresh = describe(Snapshot(5, 1.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), 10.0)
+    assert fresh.startswith("step 5 | loss 0.4200 | 10.0 steps/s | time 1.5/30 s")
     with pytest.raises(ValueError, match="progress='fancy'"):
         Progress("fancy")
 
