@@ -58,6 +58,16 @@ RULES = {
     "v0.6": Rules(
         "v0.6", BASE_WORKLOADS, (), num_studies=3, num_trials=5, self_tuning_budget_factor=1.5
     ),
+    # The rolling leaderboard after finewebedu_lm joined: nine base workloads, so a profile's
+    # fraction divides by 9 [submissions_algorithms scoring/workload_targets.json; RULES.md §4.5].
+    "v0.6-lm": Rules(
+        "v0.6-lm",
+        (*BASE_WORKLOADS, "finewebedu_lm"),
+        (),
+        num_studies=3,
+        num_trials=5,
+        self_tuning_budget_factor=1.5,
+    ),
     "v0.5": Rules(
         "v0.5",
         BASE_WORKLOADS,
