@@ -21,7 +21,7 @@ def test_every_base_and_held_out_workload_has_a_target():
 def test_a_workload_is_defined_in_one_folder_only():
     built = {p.stem for p in WORKLOAD_CONF_DIR.glob("*.yaml")}
     target_only = {p.stem for p in TARGET_ONLY_CONF_DIR.glob("*.yaml")}
-    assert not built & target_only, "move the built workload's target out of conf/targets/"
+    assert not built & target_only, "a built workload's target must leave reference_targets/"
 
 
 def test_reference_values_spot_check():

@@ -43,7 +43,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="folder of workload YAMLs with the targets (default: the package's conf/workload/ "
-        "and, for reference workloads not built yet, conf/targets/)",
+        "and, for reference workloads not built yet, scoring/reference_targets/)",
     )
     parser.add_argument("--exclude", default="", help="comma-separated submissions to skip")
     return parser.parse_args(argv)

@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 WORKLOAD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "workload"
 # Targets of reference workloads not built here yet (scoring their logs needs them); a workload
-# moves from here to conf/workload/ when it is built.
-TARGET_ONLY_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "targets"
+# moves from there to conf/workload/ when it is built. Not under conf/: Hydra would offer it
+# as a config group.
+TARGET_ONLY_CONF_DIR = Path(__file__).resolve().parent / "reference_targets"
 REQUIRED_KEYS = ("target_metric", "target_minimize", "validation_target")
 
 
@@ -154,7 +155,7 @@ def load_workload_targets(
 
     Args:
         conf_dir: folder of workload YAMLs (default: `algoperf_torch/conf/workload/`, then
-            `algoperf_torch/conf/targets/` for workloads not built yet).
+            `algoperf_torch/scoring/reference_targets/` for workloads not built yet).
 
     Returns:
         (`{workload name: WorkloadTarget}`, `{workload name: why it has no target}`); the second
