@@ -12,6 +12,7 @@ Each config group is turned into its typed object here and handed to the compone
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -37,21 +38,76 @@ def trial_dir_of(cfg: Any) -> str:
     )
 
 
-def prepare_trial_dir(trial_dir: str, overwrite: bool) -> None:
-    """Refuse to mix two runs' results in one trial directory, unless told to overwrite."""
+def prepare_trial_dir(
+    trial_dir: str, overwrite: bool, resume: bool = False, max_steps: int | None = None
+) -> None:
+    """Refuse to mix two runs' results in one trial directory, unless told to overwrite or resume.
+
+    Checkpoints left without any results (an attempt whose CSVs were dropped) are removed.
+
+    ``resume`` continues a trial from its newest checkpoint: refused when there is none, or when
+    its ``summary.json`` says it ended for a reason a resume cannot change (targets reached,
+    budget spent, diverged, the submission ended it); a trial stopped by ``max_steps`` continues
+    with a higher ``max_steps``. Its ``summary.json`` is then removed and rewritten at the end.
+    """
+    if resume:
+        _check_resumable(trial_dir, overwrite, max_steps)
+        return
+    from algoperf_torch.checkpoint import list_checkpoints
+
     existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(trial_dir, f))]
+    checkpoints = [path for _, path in list_checkpoints(trial_dir)]
     if not existing:
+        # Checkpoints without results belong to a discarded attempt (the study sweeper drops an
+        # interrupted trial's CSVs); a later resume=true must not pick them up.
+        for path in checkpoints:
+            log.warning("removing %s, left by an earlier attempt without results", path)
+            os.unlink(path)
         return
     if not overwrite:
+        hint = " or resume=true to continue the trial" if checkpoints else ""
         raise config_check.ConfigError(
             f"{trial_dir} already holds results ({', '.join(existing)}); pass overwrite=true to "
-            "replace them, or choose another experiment_name=… or trial_index=…"
+            f"replace them{hint}, or choose another experiment_name=… or trial_index=…"
         )
     for name in os.listdir(trial_dir):
         if name == ".hydra" or name.endswith(".log"):
             continue
         path = os.path.join(trial_dir, name)
         shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+
+
+def _check_resumable(trial_dir: str, overwrite: bool, max_steps: int | None) -> None:
+    from algoperf_torch.checkpoint import list_checkpoints
+
+    if overwrite:
+        raise config_check.ConfigError(
+            "resume=true continues the trial and overwrite=true deletes it; pass one of them"
+        )
+    found = list_checkpoints(trial_dir)
+    if not found:
+        raise config_check.ConfigError(
+            f"resume=true but {trial_dir} holds no checkpoint_<step> file: nothing to resume "
+            "(a trial saves checkpoints only when run with checkpoint=true)"
+        )
+    step = found[-1][0]
+    summary_path = os.path.join(trial_dir, "summary.json")
+    if os.path.exists(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            reason = json.load(f).get("stop_reason")
+        if reason != "max_steps":
+            raise config_check.ConfigError(
+                f"trial already complete: {trial_dir} ended with stop_reason={reason!r}; only a "
+                "trial stopped by max_steps (or killed) can be resumed. Pass overwrite=true to "
+                "start it again, or choose another trial_index=…"
+            )
+    if max_steps is not None and step >= max_steps:
+        raise config_check.ConfigError(
+            f"the newest checkpoint of {trial_dir} is at step {step} and max_steps={max_steps}: "
+            "raise max_steps to continue the trial"
+        )
+    if os.path.exists(summary_path):
+        os.unlink(summary_path)
 
 
 def build_submission(opt_cfg: dict[str, Any], ruleset: str):
@@ -117,6 +173,9 @@ def run(cfg: Any) -> dict[str, Any]:
         max_steps=cfg.max_steps,
         batch_size=cfg.batch_size,
         skip_evals=bool(cfg.skip_evals),
+        checkpoint=bool(cfg.checkpoint),
+        checkpoint_keep=cfg.checkpoint_keep,
+        resume=bool(cfg.resume),
     )
     wl_config = WorkloadConfig.from_dict(resolved["workload"]).for_rules(settings.rules)
     functions = get_workload_functions(wl_config.impl)
@@ -129,7 +188,7 @@ def run(cfg: Any) -> dict[str, Any]:
         # Read the hyperparameters first: they may come from this trial's own hparams.json.
         submission, hparams, point = build_submission(resolved["optimizer"], settings.ruleset)
         if dist_info.is_main:
-            prepare_trial_dir(trial_dir, bool(cfg.overwrite))
+            prepare_trial_dir(trial_dir, bool(cfg.overwrite), settings.resume, settings.max_steps)
         workload = Workload(
             wl_config,
             functions,
@@ -140,11 +199,17 @@ def run(cfg: Any) -> dict[str, Any]:
             synthetic_eval_examples=data_cfg.get("synthetic_eval_examples"),
         )
         trial_log = TrialLog(trial_dir, enabled=dist_info.is_main)
+        tracker = _make_tracker(resolved, trial_dir) if dist_info.is_main else None
+        progress = Progress(str(cfg.progress), enabled=dist_info.is_main)
+        trial = Trial(
+            workload, submission, hparams, settings, trial_log, Clock(dist_info), progress, tracker
+        )  # with resume=true this reads the checkpoint, so the preemption count is known
+        n = trial.preemption_count
         if point is not None:
             trial_log.write_json("hparams.json", point)
-        trial_log.write_json("flags_0.json", resolved)
+        trial_log.write_json(f"flags_{n}.json", resolved)
         trial_log.write_json(
-            "meta_data_0.json",
+            f"meta_data_{n}.json",
             meta_data(
                 _workload_attrs(wl_config),
                 settings.seed,
@@ -157,11 +222,6 @@ def run(cfg: Any) -> dict[str, Any]:
                     "data": data_cfg["kind"],
                 },
             ),
-        )
-        tracker = _make_tracker(resolved, trial_dir) if dist_info.is_main else None
-        progress = Progress(str(cfg.progress), enabled=dist_info.is_main)
-        trial = Trial(
-            workload, submission, hparams, settings, trial_log, Clock(dist_info), progress, tracker
         )
         with progress:
             result = trial.run()

@@ -6,6 +6,8 @@ pipeline, model and optimizer construction before the start, evaluation, logging
 checkpointing. The clock syncs the device and takes the max over ranks before every reading.
 Evals follow the reference's cadence: after every step whose wall time since the end of the
 last eval reached ``eval_period`` (so the first eval follows step 1), and after the last step.
+With ``checkpoint`` a checkpoint follows every eval and the last step; with ``resume`` the trial
+continues from its newest checkpoint (RULES.md §2.10).
 
     python -m algoperf_torch workload=digits optimizer=nadamw
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from algoperf_torch import checkpoint
 from algoperf_torch import rng as prng
 from algoperf_torch.evaluation import evaluate
 from algoperf_torch.logs import MetricsLogger, TrialLog
@@ -44,6 +47,10 @@ class RunSettings:
         max_steps: end the trial after this many steps (``None``: no cap).
         batch_size: override the submission's global batch size (development).
         skip_evals: never evaluate.
+        checkpoint: save a checkpoint after every eval and at the end (``--save_checkpoints``).
+        checkpoint_keep: keep only this many newest checkpoints (``None``: all).
+        resume: continue the trial from the newest checkpoint in its directory
+            (``--resume_last_run``).
     """
 
     seed: int = 0
@@ -52,6 +59,9 @@ class RunSettings:
     max_steps: int | None = None
     batch_size: int | None = None
     skip_evals: bool = False
+    checkpoint: bool = False
+    checkpoint_keep: int | None = None
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.ruleset not in ("external", "self"):
@@ -62,6 +72,10 @@ class RunSettings:
             raise ValueError(f"max_steps={self.max_steps}; expected a positive integer or null")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size}; expected a positive integer or null")
+        if self.checkpoint_keep is not None and self.checkpoint_keep < 1:
+            raise ValueError(
+                f"checkpoint_keep={self.checkpoint_keep}; expected a positive integer or null (all)"
+            )
 
     def budget(self, max_runtime: float) -> float:
         if self.ruleset == "external":
@@ -79,6 +93,20 @@ class TrialResult:
     budget: float = 0.0
     time_to_target: float | None = None
     """Submission time at the first eval whose validation metric beat the target."""
+    max_steps: int | None = None
+
+    def stop_reason(self) -> str:
+        """Why the trial ended: targets, budget, diverged, max_steps or submission."""
+        s = self.state
+        if s.diverged:
+            return "diverged"
+        if s.validation_goal_reached and s.test_goal_reached:
+            return "targets"
+        if not s.is_time_remaining:
+            return "budget"
+        if self.max_steps is not None and s.global_step >= self.max_steps:
+            return "max_steps"
+        return "submission"  # it raised TrainingCompleteError
 
     def summary(self) -> dict[str, Any]:
         s = self.state
@@ -94,6 +122,7 @@ class TrialResult:
             "budget": self.budget,
             "global_batch_size": self.global_batch_size,
             "diverged": s.diverged,
+            "stop_reason": self.stop_reason(),
         }
 
 
@@ -137,6 +166,9 @@ class Trial:
         clock: the synchronised time source (tests inject a fake one).
         progress: the live display.
         tracker: receives each eval row and the submission's logged scalars (e.g. W&B).
+
+    With ``settings.resume`` the newest checkpoint of ``trial_log.trial_dir`` is read here (every
+    rank reads it), so ``preemption_count`` is known before the run starts.
     """
 
     def __init__(
@@ -159,6 +191,17 @@ class Trial:
         self.progress = progress or Progress("off")
         self.tracker = tracker
         self.budget = settings.budget(workload.config.max_runtime)
+        self._resume_from: checkpoint.Checkpoint | None = None
+        self.preemption_count = 0
+        if settings.resume:
+            path = checkpoint.latest_checkpoint(trial_log.trial_dir)
+            if path is None:
+                raise FileNotFoundError(
+                    f"resume=true but {trial_log.trial_dir} holds no checkpoint_<step> file: "
+                    "nothing to resume (a trial saves checkpoints only with checkpoint=true)"
+                )
+            self._resume_from = checkpoint.load_checkpoint(path)
+            self.preemption_count = self._resume_from.preemption_count + 1
 
     def run(self) -> TrialResult:
         w, sub, settings = self.workload, self.submission, self.settings
@@ -173,8 +216,15 @@ class Trial:
             w.metrics_logger = MetricsLogger(self.log.measurements, sinks)
         opt_state = sub.init_optimizer_state(w, model, model_state, self.hparams, opt_init_rng)
         prepare_for_eval = getattr(sub, "prepare_for_eval", None)
-        state = TrainState()
-        result = TrialResult(state, global_batch_size=batch_size, budget=self.budget)
+        result = TrialResult(
+            TrainState(),
+            global_batch_size=batch_size,
+            budget=self.budget,
+            max_steps=settings.max_steps,
+        )
+        if self._resume_from is not None:
+            opt_state, model_state = self._restore(model, opt_state, result)
+        state = result.state
         wants_train_state = _accepts(sub.update_params, "train_state")
 
         self._start = state.last_step_end_time = self.clock()
@@ -214,19 +264,78 @@ class Trial:
                     state.accumulated_submission_time += self.clock() - t0
                 state.is_time_remaining = state.accumulated_submission_time < self.budget
                 if state.is_time_remaining:
-                    self._eval_and_log(model, state, result)
+                    self._eval_and_log(model, opt_state, model_state, state, result)
             self.progress.update(self._snapshot(state, result))
             state.last_step_end_time = self.clock()
 
         self.progress.update(self._snapshot(state, result), force=True)
+        self._finish(model, opt_state, model_state, state, result)
+        return result
+
+    def _finish(
+        self, model, opt_state, model_state, state: TrainState, result: TrialResult
+    ) -> None:
+        """The final ``{'score'}`` row of ``measurements.csv``, then the last checkpoint."""
         self.log.append_final(
             {
                 "score": state.accumulated_submission_time,
                 "global_step": state.global_step,
-                "preemption_count": 0,
+                "preemption_count": self.preemption_count,
             }
         )
-        return result
+        if self.settings.checkpoint:
+            self._save(model, opt_state, model_state, state, result)
+
+    def _restore(self, model, opt_state, result: TrialResult) -> tuple[Any, Any]:
+        """Continue from the checkpoint read in ``__init__``: weights, optimizer, bookkeeping.
+
+        As the reference: accumulated times continue; ``last_eval_time`` is the previous
+        process's absolute time, so the first resumed step is eval-eligible; the data pipeline
+        restarts from its seed (its position is not saved). Unlike the reference, the torch,
+        numpy and Python RNG states are restored too, and DDP wrapping is kept.
+
+        Returns:
+            The optimizer state and the model state to continue with.
+        """
+        ckpt, self._resume_from = self._resume_from, None
+        opt_state, state = checkpoint.restore(ckpt, model, opt_state)
+        if self.settings.max_steps is not None and state.global_step >= self.settings.max_steps:
+            raise ValueError(
+                f"{ckpt.path} is at step {state.global_step} and max_steps="
+                f"{self.settings.max_steps}: raise max_steps to continue the trial"
+            )
+        # The last checkpoint of a run stopped by max_steps says training_complete; the entry
+        # point refuses to resume trials that ended for any other reason (summary.json). All
+        # ranks load rank 0's RNG states: they seed identically, so these agree across ranks.
+        state.training_complete = state.diverged
+        result.state = state
+        result.eval_results = list(ckpt.eval_results)
+        reached = [
+            r["score"]
+            for _, r in ckpt.eval_results
+            if self.workload.has_reached_validation_target(r)
+        ]
+        result.time_to_target = reached[0] if reached else None
+        log.info(
+            "resumed from %s at step %d (preemption %d)",
+            ckpt.path,
+            state.global_step,
+            self.preemption_count,
+        )
+        return opt_state, ckpt.model_state
+
+    def _save(self, model, opt_state, model_state, state: TrainState, result: TrialResult) -> None:
+        if self.log.enabled:  # rank 0 only
+            checkpoint.save_checkpoint(
+                self.log.trial_dir,
+                model,
+                opt_state,
+                model_state,
+                state,
+                result.eval_results,
+                self.preemption_count,
+                keep=self.settings.checkpoint_keep,
+            )
 
     def _api_args(self, model, model_state, opt_state, result, step, rng) -> dict[str, Any]:
         """The keyword arguments ``update_params`` and ``prepare_for_eval`` share."""
@@ -243,8 +352,11 @@ class Trial:
             rng=rng,
         )
 
-    def _eval_and_log(self, model, state: TrainState, result: TrialResult) -> None:
-        """The untimed block: eval, goal flags, the CSV row (its time goes to logging time).
+    def _eval_and_log(
+        self, model, opt_state, model_state, state: TrainState, result: TrialResult
+    ) -> None:
+        """The untimed block: eval, goal flags, the CSV row and the checkpoint (their time goes
+        to logging time).
 
         As the reference, a ``RuntimeError`` during the eval (e.g. out of memory) is logged and
         the eval lost; ``last_eval_time`` stays, so the next step is eval-eligible again.
@@ -270,12 +382,16 @@ class Trial:
         state.accumulated_eval_time += t1 - t0
         row = self._timing_row(metrics, state, t1)
         result.eval_results.append((state.global_step, row))
-        self.log.append_eval({**row, "global_step": state.global_step, "preemption_count": 0})
+        self.log.append_eval(
+            {**row, "global_step": state.global_step, "preemption_count": self.preemption_count}
+        )
         log.info("eval at step %d: %s", state.global_step, _short(row, w.config.target_metric))
         if self.tracker is not None:
             self.tracker.log(row, state.global_step)
         if result.time_to_target is None and w.has_reached_validation_target(metrics):
             result.time_to_target = state.accumulated_submission_time
+        if self.settings.checkpoint:
+            self._save(model, opt_state, model_state, state, result)
         state.accumulated_logging_time += self.clock() - t1
 
     def _timing_row(self, metrics: dict, state: TrainState, now: float) -> dict[str, Any]:
