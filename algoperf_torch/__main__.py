@@ -157,26 +157,16 @@ def run(cfg: Any) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from algoperf_torch.distributed import setup_distributed, teardown_distributed
-    from algoperf_torch.logs import TrialLog, meta_data
+    from algoperf_torch.logs import TrialLog
     from algoperf_torch.progress import Progress
-    from algoperf_torch.runner import RunSettings, Trial
+    from algoperf_torch.runner import Trial
     from algoperf_torch.spec import WorkloadConfig
     from algoperf_torch.timing import Clock
     from algoperf_torch.workload import Workload
     from algoperf_torch.workloads import get_workload_functions
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    settings = RunSettings(
-        seed=int(cfg.seed),
-        ruleset=str(cfg.tuning.ruleset),
-        rules=str(cfg.rules),
-        max_steps=cfg.max_steps,
-        batch_size=cfg.batch_size,
-        skip_evals=bool(cfg.skip_evals),
-        checkpoint=bool(cfg.checkpoint),
-        checkpoint_keep=cfg.checkpoint_keep,
-        resume=bool(cfg.resume),
-    )
+    settings = run_settings(cfg)
     wl_config = WorkloadConfig.from_dict(resolved["workload"]).for_rules(settings.rules)
     functions = get_workload_functions(wl_config.impl)
     data_cfg = resolved["data"]
@@ -204,24 +194,8 @@ def run(cfg: Any) -> dict[str, Any]:
         trial = Trial(
             workload, submission, hparams, settings, trial_log, Clock(dist_info), progress, tracker
         )  # with resume=true this reads the checkpoint, so the preemption count is known
-        n = trial.preemption_count
-        if point is not None:
-            trial_log.write_json("hparams.json", point)
-        trial_log.write_json(f"flags_{n}.json", resolved)
-        trial_log.write_json(
-            f"meta_data_{n}.json",
-            meta_data(
-                _workload_attrs(wl_config),
-                settings.seed,
-                {
-                    "world_size": dist_info.world_size,
-                    "device": str(dist_info.device),
-                    "batch_size_override": settings.batch_size,
-                    "rules": settings.rules,
-                    "ruleset": settings.ruleset,
-                    "data": data_cfg["kind"],
-                },
-            ),
+        write_start_files(
+            trial_log, trial.preemption_count, point, resolved, wl_config, settings, dist_info
         )
         with progress:
             result = trial.run()
@@ -240,6 +214,46 @@ def run(cfg: Any) -> dict[str, Any]:
         return summary if dist_info.is_main else {}
     finally:
         teardown_distributed(dist_info)
+
+
+def run_settings(cfg: Any):
+    """The runner's typed slice of the config."""
+    from algoperf_torch.runner import RunSettings
+
+    return RunSettings(
+        seed=int(cfg.seed),
+        ruleset=str(cfg.tuning.ruleset),
+        rules=str(cfg.rules),
+        max_steps=cfg.max_steps,
+        batch_size=cfg.batch_size,
+        skip_evals=bool(cfg.skip_evals),
+        checkpoint=bool(cfg.checkpoint),
+        checkpoint_keep=cfg.checkpoint_keep,
+        resume=bool(cfg.resume),
+    )
+
+
+def write_start_files(
+    trial_log, preemption_count, point, resolved, wl_config, settings, dist_info
+) -> None:
+    """``hparams.json``, ``flags_<n>.json`` and ``meta_data_<n>.json`` (RULES.md §2.9)."""
+    from algoperf_torch.logs import meta_data
+
+    n = preemption_count
+    if point is not None:
+        trial_log.write_json("hparams.json", point)
+    trial_log.write_json(f"flags_{n}.json", resolved)
+    extra = {
+        "world_size": dist_info.world_size,
+        "device": str(dist_info.device),
+        "batch_size_override": settings.batch_size,
+        "rules": settings.rules,
+        "ruleset": settings.ruleset,
+        "data": resolved["data"]["kind"],
+    }
+    trial_log.write_json(
+        f"meta_data_{n}.json", meta_data(_workload_attrs(wl_config), settings.seed, extra)
+    )
 
 
 def _workload_attrs(config: Any) -> dict[str, Any]:
