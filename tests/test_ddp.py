@@ -78,3 +78,37 @@ def test_two_ranks_match_one_process(tmp_path):
             assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-5, abs=1e-6), key
     meta = (tmp_path / "ddp" / "digits_pytorch" / "trial_1" / "meta_data_0.json").read_text()
     assert '"world_size": 2' in meta
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_from_a_checkpoint(tmp_path):
+    # Rank 0 writes the checkpoint, both ranks load it; the resumed run keeps DDP (losses stay
+    # finite and both parts log their evals with their preemption counts).
+    base = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "algoperf_torch",
+        f"experiment_dir={tmp_path}",
+        "experiment_name=r",
+        "workload.eval_period=1e9",
+        "progress=off",
+        "batch_size=64",
+        "device=cpu",
+        "checkpoint=true",
+    ]
+    launch([*base, "max_steps=6"], tmp_path)
+    launch([*base, "max_steps=10", "resume=true"], tmp_path)
+    trial = tmp_path / "r" / "digits_pytorch" / "trial_1"
+    rows = list(csv.DictReader(open(trial / "eval_measurements.csv")))
+    assert [(r["global_step"], r["preemption_count"]) for r in rows] == [
+        ("1", "0"),
+        ("6", "0"),
+        ("10", "1"),
+    ]
+    assert (trial / "flags_1.json").exists() and '"world_size": 2' in (
+        trial / "meta_data_1.json"
+    ).read_text()
