@@ -217,20 +217,37 @@ def run(cfg: Any) -> dict[str, Any]:
 
 
 def run_settings(cfg: Any):
-    """The runner's typed slice of the config."""
+    """The runner's typed slice of the config; a value of the wrong type names its key."""
     from algoperf_torch.runner import RunSettings
 
     return RunSettings(
-        seed=int(cfg.seed),
+        seed=_integer(cfg, "seed"),
         ruleset=str(cfg.tuning.ruleset),
         rules=str(cfg.rules),
-        max_steps=cfg.max_steps,
-        batch_size=cfg.batch_size,
-        skip_evals=bool(cfg.skip_evals),
-        checkpoint=bool(cfg.checkpoint),
-        checkpoint_keep=cfg.checkpoint_keep,
-        resume=bool(cfg.resume),
+        max_steps=_integer(cfg, "max_steps", optional=True),
+        batch_size=_integer(cfg, "batch_size", optional=True),
+        skip_evals=_boolean(cfg, "skip_evals"),
+        checkpoint=_boolean(cfg, "checkpoint"),
+        checkpoint_keep=_integer(cfg, "checkpoint_keep", optional=True),
+        resume=_boolean(cfg, "resume"),
     )
+
+
+def _integer(cfg: Any, key: str, optional: bool = False) -> int | None:
+    value = cfg[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        accepted = "an integer or null" if optional else "an integer"
+        raise config_check.ConfigError(f"{key}={value!r}; expected {accepted}")
+    return value
+
+
+def _boolean(cfg: Any, key: str) -> bool:
+    value = cfg[key]
+    if not isinstance(value, bool):
+        raise config_check.ConfigError(f"{key}={value!r}; expected true or false")
+    return value
 
 
 def write_start_files(

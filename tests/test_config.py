@@ -64,3 +64,15 @@ def test_unknown_workload_yaml_key_is_an_error():
 def test_overrides_keep_their_order_and_flags_pass_through():
     args = ["-m", "hydra/launcher=basic", "--cfg", "job", "workload=digits,mnist", "seed=2"]
     assert preprocess_overrides(args) == args
+
+
+def test_values_of_the_wrong_type_name_their_key(tmp_path):
+    from conftest import run_trial
+
+    for override, message in (
+        ("seed=abc", "seed='abc'; expected an integer"),
+        ("max_steps=2.5", "max_steps=2.5; expected an integer or null"),
+        ("resume=maybe", "resume='maybe'; expected true or false"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            run_trial(tmp_path, [override])
