@@ -19,7 +19,6 @@ import os
 import pickle
 import random
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from algoperf_torch.logs import atomic_write_bytes
 from algoperf_torch.timing import TrainState
 from algoperf_torch.workload import unwrap
 
@@ -133,27 +133,11 @@ def save_checkpoint(
     buf = io.BytesIO()
     torch.save(payload, buf)
     path = checkpoint_path(trial_dir, step)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     if keep is not None:
         for _, old in list_checkpoints(trial_dir)[:-keep]:
             os.unlink(old)
     return path
-
-
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checkpoint(path: str) -> Checkpoint:
