@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from algoperf_torch.yaml_compose import compose_yaml
 
 WORKLOAD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "workload"
 # Targets of reference workloads not built here yet (scoring their logs needs them); a workload
@@ -70,37 +72,6 @@ class WorkloadTarget:
 
 class TargetsError(ValueError):
     """A workload YAML that does not give what scoring needs; names the file and the keys."""
-
-
-def _defaults_entries(raw: DictConfig) -> list[str]:
-    entries = raw.get("defaults") or []
-    names = []
-    for entry in entries:
-        if isinstance(entry, str):
-            name = entry.split("@", 1)[0].strip()
-            if name.startswith("/workload/") or name.startswith("workload/"):
-                name = name.split("workload/", 1)[1]
-            names.append(name)
-    return names
-
-
-def _compose(name: str, conf_dir: Path, chain: tuple[str, ...] = ()) -> DictConfig:
-    """Merge a workload YAML over the YAMLs named in its defaults list."""
-    if name in chain:
-        raise TargetsError(f"{conf_dir / name}.yaml: defaults cycle {' -> '.join((*chain, name))}")
-    path = conf_dir / f"{name}.yaml"
-    raw = OmegaConf.load(path)
-    own = OmegaConf.masked_copy(raw, [k for k in raw if k != "defaults"])
-    parts: list[DictConfig] = []
-    entries = _defaults_entries(raw)
-    if "_self_" not in entries:
-        entries.append("_self_")
-    for entry in entries:
-        if entry == "_self_":
-            parts.append(own)
-        elif (conf_dir / f"{entry}.yaml").is_file():
-            parts.append(_compose(entry, conf_dir, (*chain, name)))
-    return OmegaConf.merge(*parts) if parts else own
 
 
 def _number(value: Any, key: str, path: Path) -> float | None:
@@ -168,7 +139,9 @@ def load_workload_targets(
         if path.stem in targets or path.stem in problems:
             continue
         try:
-            cfg = OmegaConf.to_container(_compose(path.stem, folder), resolve=False)
+            cfg = OmegaConf.to_container(
+                compose_yaml(path.stem, folder, missing_ok=True), resolve=False
+            )
             target = target_from_config(cfg, path)
         except Exception as err:  # noqa: BLE001 - any broken YAML is reported, not fatal here
             problems[path.stem] = str(err) if isinstance(err, TargetsError) else f"{path}: {err}"

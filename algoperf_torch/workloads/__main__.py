@@ -14,9 +14,12 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from algoperf_torch.yaml_compose import compose_yaml
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "conf", "workload")
 
@@ -33,13 +36,7 @@ def load_yaml(name: str) -> dict[str, Any]:
     if not os.path.exists(path):
         names = ", ".join(workload_names())
         raise KeyError(f"unknown workload {name!r}; valid names: {names}")
-    node = OmegaConf.load(path)
-    merged = OmegaConf.create()
-    for entry in node.get("defaults", []):
-        if entry != "_self_":
-            merged = OmegaConf.merge(merged, load_yaml(str(entry)))
-    body = {k: v for k, v in OmegaConf.to_container(node).items() if k != "defaults"}
-    return OmegaConf.to_container(OmegaConf.merge(merged, body), resolve=True)
+    return OmegaConf.to_container(compose_yaml(name, Path(CONF_DIR)), resolve=True)
 
 
 def workload_names() -> list[str]:
