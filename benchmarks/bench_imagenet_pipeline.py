@@ -24,8 +24,9 @@ import torch
 from torchvision import datasets, transforms
 from torchvision.io import encode_jpeg
 
-from algoperf_torch.spec import DataRequest, WorkloadConfig
+from algoperf_torch.spec import DataRequest
 from algoperf_torch.workloads import get_workload_functions
+from algoperf_torch.workloads.__main__ import load_config
 from algoperf_torch.workloads.imagenet_resnet import data as imagenet_data
 
 MEAN = (0.485, 0.456, 0.406)
@@ -46,17 +47,9 @@ def make_folder(root: str, images: int, classes: int = 10) -> None:
             f.write(encode_jpeg(img.to(torch.uint8), quality=90).numpy().tobytes())
 
 
-def config(name: str) -> WorkloadConfig:
-    from omegaconf import OmegaConf
-
-    conf = os.path.join(os.path.dirname(imagenet_data.__file__), "..", "..", "conf", "workload")
-    values = OmegaConf.to_container(OmegaConf.load(os.path.join(conf, f"{name}.yaml")))
-    return WorkloadConfig.from_dict(values)
-
-
 def ours(data_dir: str, batch: int, workers: int, batches: int) -> float:
     request = DataRequest("train", data_dir, batch, seed=0, num_workers=workers)
-    it = imagenet_data.input_iterator(config("imagenet_resnet"), request)
+    it = imagenet_data.input_iterator(load_config("imagenet_resnet"), request)
     next(it)  # workers started, first batch ready
     start = time.perf_counter()
     for _ in range(batches):
@@ -96,7 +89,7 @@ def pil_imagefolder(data_dir: str, batch: int, workers: int, batches: int) -> fl
 
 
 def step_time(name: str, batch: int, compiled: bool, steps: int = 3) -> float:
-    cfg = config(name)
+    cfg = load_config(name)
     torch.manual_seed(0)
     model = get_workload_functions(cfg.impl).build_model(cfg)
     model.train()
