@@ -91,6 +91,23 @@ def eval_batches(
         )
 
 
+def in_memory_batches(
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]], request: DataRequest
+) -> Iterator[Batch]:
+    """The batches of ``request.split`` from in-memory ``{split: (inputs, targets)}``.
+
+    ``train`` is shuffled endlessly; ``eval_train`` is a fixed seeded subset of ``train``;
+    ``validation`` and ``test`` are read in order, each example once across ranks.
+    """
+    inputs, targets = splits["train"]
+    if request.split == "train":
+        return train_batches(inputs, targets, request)
+    if request.split == "eval_train":
+        idx = eval_train_subset(len(inputs), request.num_examples, request.seed)
+        return eval_batches(inputs[idx], targets[idx], request)
+    return eval_batches(*splits[request.split], request)
+
+
 def eval_train_subset(num_train: int, num_examples: int, seed: int) -> torch.Tensor:
     """A fixed random subset of training indices for ``eval_train`` (seeded by the data seed)."""
     gen = torch.Generator().manual_seed(seed)

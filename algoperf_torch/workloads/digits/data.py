@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import eval_batches, eval_train_subset, train_batches
+from algoperf_torch.workloads.common import in_memory_batches
 
 NUM_VALIDATION = 300
 NUM_TEST = 300
@@ -44,14 +44,10 @@ def load() -> dict[str, torch.Tensor]:
 
 def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
     data = load()
-    images, labels = data["train_images"], data["train_labels"]
-    if request.split == "train":
-        return train_batches(images, labels, request)
-    if request.split == "eval_train":
-        idx = eval_train_subset(len(images), request.num_examples, request.seed)
-        return eval_batches(images[idx], labels[idx], request)
-    split = request.split
-    return eval_batches(data[f"{split}_images"], data[f"{split}_labels"], request)
+    splits = {
+        s: (data[f"{s}_images"], data[f"{s}_labels"]) for s in ("train", "validation", "test")
+    }
+    return in_memory_batches(splits, request)
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import eval_batches, eval_train_subset, train_batches
+from algoperf_torch.workloads.common import in_memory_batches
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -31,7 +31,6 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 MEAN, STD = 0.1307, 0.3081
-NUM_TRAIN = 50_000
 
 
 class MissingDataError(FileNotFoundError):
@@ -88,16 +87,14 @@ def load(data_dir: str) -> dict[str, torch.Tensor]:
 
 def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
     data = load(request.data_dir)
-    num_train = int(config.data.get("num_train", NUM_TRAIN))
+    n = int(config.data["num_train"])  # the first n training images train, the rest validate
     images, labels = data["train_images"], data["train_labels"]
-    if request.split == "train":
-        return train_batches(images[:num_train], labels[:num_train], request)
-    if request.split == "eval_train":
-        idx = eval_train_subset(num_train, request.num_examples, request.seed)
-        return eval_batches(images[idx], labels[idx], request)
-    if request.split == "validation":
-        return eval_batches(images[num_train:], labels[num_train:], request)
-    return eval_batches(data["test_images"], data["test_labels"], request)
+    splits = {
+        "train": (images[:n], labels[:n]),
+        "validation": (images[n:], labels[n:]),
+        "test": (data["test_images"], data["test_labels"]),
+    }
+    return in_memory_batches(splits, request)
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:
