@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -214,6 +214,37 @@ class EvalMetric(Protocol):
     def compute(self, state: dict[str, torch.Tensor], num_examples: int) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class StatefulIterator(Protocol):
+    """What every input pipeline returns: an iterator of batches that can be checkpointed.
+
+    The contract (DESIGN.md §9; helpers in ``algoperf_torch/pipelines/state.py``):
+
+    1. ``state_dict()`` describes the position *after the last batch ``next()`` returned*:
+       batches a worker or a device prefetch produced ahead of time do not count.
+    2. It holds only what ``torch.load(weights_only=True)`` reads back: tensors, Python
+       scalars, strings, ``None`` and lists/tuples/dicts of them (generator states as
+       ``torch.Generator.get_state()`` tensors, numpy bit-generator states as their dicts).
+    3. An iterator built by the same workload function for the same ``DataRequest``, given
+       ``load_state_dict(s)`` before its first ``next()``, yields bit for bit the batches the
+       saved one would have yielded next: same examples, order, augmentations, mixup weights,
+       across epoch boundaries and whatever ``num_workers`` is.
+    4. Every random draw of a pipeline comes from generators held in that state or seeded from
+       (data seed, epoch, example position); never from the global torch/numpy/Python RNGs or
+       from loader-worker seeds, which a resumed process would not reproduce.
+    5. A state saved for another request (seed, batch size, rank, world size, split) is refused
+       with ``PipelineStateError`` naming the differing fields.
+    """
+
+    def __iter__(self) -> StatefulIterator: ...
+
+    def __next__(self) -> Batch: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class DataRequest:
     """Everything a workload's data function needs to build one split's iterator.
@@ -247,8 +278,9 @@ class WorkloadFunctions:
     Args:
         build_model: config -> ``nn.Module`` with the reference's parameter names and init.
             Called after the torch RNG was seeded, on the meta device for parameter counts.
-        input_iterator: (config, DataRequest) -> iterator of batches on ``request.device``.
-            Train: endless and shuffled; eval splits: each example of this rank's shard once.
+        input_iterator: (config, DataRequest) -> a ``StatefulIterator`` of batches on
+            ``request.device``. Train: endless and shuffled; eval splits: each example of this
+            rank's shard once.
         synthetic_batch: (config, batch_size, torch.Generator) -> a batch of the real shapes
             and dtypes, on CPU.
         loss: (config, label_batch, logits_batch, mask_batch, label_smoothing) -> LossOutput.
@@ -260,7 +292,7 @@ class WorkloadFunctions:
     """
 
     build_model: Callable[[WorkloadConfig], nn.Module]
-    input_iterator: Callable[[WorkloadConfig, DataRequest], Iterator[Batch]]
+    input_iterator: Callable[[WorkloadConfig, DataRequest], StatefulIterator]
     synthetic_batch: Callable[[WorkloadConfig, int, torch.Generator], Batch]
     loss: Callable[..., LossOutput]
     make_metric: Callable[[WorkloadConfig], EvalMetric]

@@ -10,7 +10,6 @@ the names published AlgoPerf PyTorch submissions use (RULES.md §1.3): ``model_f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from algoperf_torch.distributed import DistInfo
 from algoperf_torch.layers.batch_norm import set_running_stats_update
+from algoperf_torch.pipelines.synthetic import synthetic_iterator
 from algoperf_torch.spec import (
     Batch,
     DataRequest,
@@ -27,6 +27,7 @@ from algoperf_torch.spec import (
     LossType,
     ParameterType,
     ShapeTuple,
+    StatefulIterator,
     WorkloadConfig,
     WorkloadFunctions,
 )
@@ -299,13 +300,11 @@ class Workload:
 
     def _build_input_queue(
         self, data_rng: Any, split: str, data_dir: str, global_batch_size: int
-    ) -> Iterator[Batch]:
+    ) -> StatefulIterator:
         """The batches of ``split`` for this rank (the reference's forbidden-to-submissions hook)."""
         seed = int(data_rng[0])
         request = self.data_request(split, global_batch_size, seed)
         if self.synthetic:
-            from algoperf_torch.data.synthetic import synthetic_iterator
-
             return synthetic_iterator(self.config, self.functions, request)
         return self.functions.input_iterator(self.config, request)
 

@@ -21,13 +21,12 @@ import functools
 import os
 import pickle
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import eval_batches, train_batches
+from algoperf_torch.pipelines.in_memory import EvalBatches, TrainBatches
+from algoperf_torch.spec import Batch, DataRequest, StatefulIterator, WorkloadConfig
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -126,7 +125,7 @@ def eval_train_indices(num_train: int, num_examples: int, seed: int) -> list[int
     return indices[:num_examples]
 
 
-def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
+def input_iterator(config: WorkloadConfig, request: DataRequest) -> StatefulIterator:
     """This rank's batches of ``request.split``: uint8 read, normalised on ``request.device``."""
     data = load(request.data_dir)
     images, labels = data["train_images"], data["train_labels"]
@@ -136,34 +135,26 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
             f"cifar: {num_train} train + {config.num_validation_examples} validation examples "
             f"requested, the training set under {request.data_dir} holds {len(images)}"
         )
-    augment_gen = None
-    if request.split == "train":
-        batches = train_batches(images[:num_train], labels[:num_train], request)
-        augment_gen = torch.Generator().manual_seed(request.seed * 1000 + request.rank + 1)
-    elif request.split == "eval_train":
-        idx = torch.tensor(eval_train_indices(num_train, request.num_examples, request.seed))
-        batches = eval_batches(images[idx], labels[idx], request)
-    elif request.split == "validation":
-        batches = eval_batches(images[num_train:], labels[num_train:], request)
-    else:
-        batches = eval_batches(data["test_images"], data["test_labels"], request)
     mean = torch.tensor(config.train_mean, dtype=torch.float32, device=request.device)
     std = torch.tensor(config.train_stddev, dtype=torch.float32, device=request.device)
-    return _on_device(batches, mean, std, augment_gen)
 
-
-def _on_device(
-    batches: Iterator[Batch],
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    augment_gen: torch.Generator | None,
-) -> Iterator[Batch]:
-    """Augment (when given a generator) and normalise uint8 batches already on the device."""
-    for batch in batches:
+    def on_device(batch: Batch, augment_gen: torch.Generator | None) -> Batch:
+        """Augment (train: with the pipeline's generator) and normalise a uint8 batch."""
         x = batch["inputs"]
         if augment_gen is not None:
             x = random_crop_flip(x, augment_gen)
-        yield {**batch, "inputs": normalize(x, mean, std)}
+        return {**batch, "inputs": normalize(x, mean, std)}
+
+    if request.split == "train":
+        return TrainBatches(
+            images[:num_train], labels[:num_train], request, on_device, augment=True
+        )
+    if request.split == "eval_train":
+        idx = torch.tensor(eval_train_indices(num_train, request.num_examples, request.seed))
+        return EvalBatches(images[idx], labels[idx], request, on_device)
+    if request.split == "validation":
+        return EvalBatches(images[num_train:], labels[num_train:], request, on_device)
+    return EvalBatches(data["test_images"], data["test_labels"], request, on_device)
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:

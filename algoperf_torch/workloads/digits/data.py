@@ -11,13 +11,12 @@ with the training mean and standard deviation.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import in_memory_batches
+from algoperf_torch.pipelines.in_memory import in_memory_batches
+from algoperf_torch.spec import Batch, DataRequest, StatefulIterator, WorkloadConfig
 
 NUM_VALIDATION = 300
 NUM_TEST = 300
@@ -42,7 +41,7 @@ def load() -> dict[str, torch.Tensor]:
     return out
 
 
-def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
+def input_iterator(config: WorkloadConfig, request: DataRequest) -> StatefulIterator:
     data = load()
     splits = {
         s: (data[f"{s}_images"], data[f"{s}_labels"]) for s in ("train", "validation", "test")

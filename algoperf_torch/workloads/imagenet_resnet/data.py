@@ -48,8 +48,8 @@ import torchvision.transforms.v2.functional as TF
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from algoperf_torch.pipelines.state import eval_shard
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import eval_shard
 from algoperf_torch.workloads.imagenet_resnet import imagenet_v2
 from algoperf_torch.workloads.imagenet_resnet.randaugment import rand_augment
 

@@ -16,13 +16,12 @@ import functools
 import gzip
 import os
 import struct
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
-from algoperf_torch.workloads.common import in_memory_batches
+from algoperf_torch.pipelines.in_memory import in_memory_batches
+from algoperf_torch.spec import Batch, DataRequest, StatefulIterator, WorkloadConfig
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -85,7 +84,7 @@ def load(data_dir: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
+def input_iterator(config: WorkloadConfig, request: DataRequest) -> StatefulIterator:
     data = load(request.data_dir)
     n = int(config.data["num_train"])  # the first n training images train, the rest validate
     images, labels = data["train_images"], data["train_labels"]

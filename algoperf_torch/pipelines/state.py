@@ -1,0 +1,80 @@
+"""Helpers for the resumable-iterator contract (``spec.StatefulIterator``, DESIGN.md §9).
+
+A pipeline's ``state_dict()`` holds only what ``torch.load(weights_only=True)`` reads back
+(tensors, Python scalars, strings, ``None`` and lists/tuples/dicts of them), so checkpoints
+never need to unpickle code. It carries a *fingerprint* of the request it was built for (kind,
+seed, batch size, rank, world size...): loading it into an iterator built for another request is
+an error that names both, never a silent jump to another stream.
+
+    python -m pytest tests/test_pipeline_state.py
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from algoperf_torch.spec import Batch, DataRequest
+
+
+class PipelineStateError(ValueError):
+    """A saved pipeline state does not fit the iterator it is loaded into."""
+
+
+def fingerprint(kind: str, request: DataRequest, **extra: Any) -> dict[str, Any]:
+    """What identifies a stream: loading a state into another stream is refused."""
+    return {
+        "kind": kind,
+        "split": request.split,
+        "seed": int(request.seed),
+        "batch_size": int(request.batch_size),
+        "rank": int(request.rank),
+        "world_size": int(request.world_size),
+        **extra,
+    }
+
+
+def check_fingerprint(state: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
+    """Raise ``PipelineStateError`` naming every field where ``state`` differs from ``expected``."""
+    if not isinstance(state, Mapping) or "fingerprint" not in state:
+        raise PipelineStateError(
+            f"not a pipeline state (a mapping with a 'fingerprint' entry): {type(state).__name__}"
+        )
+    saved = dict(state["fingerprint"])
+    diffs = [
+        f"{k}: saved {saved.get(k)!r}, this pipeline {v!r}"
+        for k, v in expected.items()
+        if saved.get(k) != v
+    ]
+    diffs += [f"{k}: saved {saved[k]!r}, unknown to this pipeline" for k in saved.keys() - expected]
+    if diffs:
+        raise PipelineStateError(
+            "the saved pipeline state belongs to another input stream (" + "; ".join(diffs) + "); "
+            "resume with the run settings (seed, batch size, world size, workload) it was saved with"
+        )
+
+
+class Resumable:
+    """Base for stateful iterators: ``iter(x) is x``; subclasses define ``__next__``,
+    ``state_dict`` and ``load_state_dict``."""
+
+    def __iter__(self) -> Resumable:
+        return self
+
+    def __next__(self) -> Batch:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> Batch:
+    """Move every tensor of ``batch`` to ``device`` (pinned, non-blocking on CUDA)."""
+    pin = device.type == "cuda"
+    return {
+        k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()
+    }
+
+
+def eval_shard(num_examples: int, rank: int, world_size: int) -> range:
+    """This rank's contiguous share of ``num_examples``: shards cover each example once."""
+    return range(rank * num_examples // world_size, (rank + 1) * num_examples // world_size)
