@@ -90,7 +90,8 @@ def _check_resumable(trial_dir: str, overwrite: bool, max_steps: int | None) -> 
             f"resume=true but {trial_dir} holds no checkpoint_<step> file: nothing to resume "
             "(a trial saves checkpoints only when run with checkpoint=true)"
         )
-    step = found[-1][0]
+    complete = list_checkpoints(trial_dir, complete=True)
+    step = complete[-1][0] if complete else 0  # a half-written newest one does not count
     summary_path = os.path.join(trial_dir, "summary.json")
     if os.path.exists(summary_path):
         with open(summary_path, encoding="utf-8") as f:
@@ -103,7 +104,7 @@ def _check_resumable(trial_dir: str, overwrite: bool, max_steps: int | None) -> 
             )
     if max_steps is not None and step >= max_steps:
         raise config_check.ConfigError(
-            f"the newest checkpoint of {trial_dir} is at step {step} and max_steps={max_steps}: "
+            f"the newest complete checkpoint of {trial_dir} is at step {step} and max_steps={max_steps}: "
             "raise max_steps to continue the trial"
         )
     if os.path.exists(summary_path):

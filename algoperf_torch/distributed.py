@@ -94,3 +94,12 @@ def broadcast_object(obj: object, info: DistInfo) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def all_gather_object(obj: object, info: DistInfo) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not info.is_distributed:
+        return [obj]
+    out: list[object] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -97,6 +97,20 @@ class CsvTable:
         else:
             self.columns += [k for k in row if k not in self.columns]
         self.rows.append(dict(row))
+        self._write()
+
+    def truncate(self, num_rows: int) -> None:
+        """Keep the first ``num_rows`` rows (a resumed trial drops what its lost future wrote)."""
+        if num_rows > len(self.rows):
+            raise ValueError(
+                f"{self.path} has {len(self.rows)} rows, the checkpoint expects at least "
+                f"{num_rows}: was the file replaced since the checkpoint was written?"
+            )
+        if num_rows < len(self.rows):
+            self.rows = self.rows[:num_rows]
+            self._write()
+
+    def _write(self) -> None:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(self.columns)
@@ -167,6 +181,18 @@ class TrialLog:
     def append_final(self, row: Mapping[str, Any]) -> None:
         if self.enabled:
             self.measurements.append(row)
+
+    def row_counts(self) -> dict[str, int]:
+        """How many rows each CSV holds now (stored in a checkpoint)."""
+        if not self.enabled:
+            return {}
+        return {"measurements": len(self.measurements.rows), "eval": len(self.eval_table.rows)}
+
+    def truncate(self, row_counts: Mapping[str, int]) -> None:
+        """Cut both CSVs back to ``row_counts`` (from ``row_counts()`` at a checkpoint)."""
+        if self.enabled and row_counts:
+            self.measurements.truncate(row_counts["measurements"])
+            self.eval_table.truncate(row_counts["eval"])
 
 
 def git_commit(folder: str) -> str | None:

@@ -7,7 +7,9 @@ checkpointing. The clock syncs the device and takes the max over ranks before ev
 Evals follow the reference's cadence: after every step whose wall time since the end of the
 last eval reached ``eval_period`` (so the first eval follows step 1), and after the last step.
 With ``checkpoint`` a checkpoint follows every eval and the last step; with ``resume`` the trial
-continues from its newest checkpoint (RULES.md §2.10).
+continues from its newest usable checkpoint (RULES.md §2.10) exactly as if it had never stopped:
+weights, optimizer, every rank's RNG and input-pipeline states are restored, the CSVs are cut
+back to the rows they had at that checkpoint, and evals never move the training RNGs.
 
     python -m algoperf_torch workload=digits optimizer=nadamw
 """
@@ -22,12 +24,13 @@ from typing import Any
 
 import torch
 
-from algoperf_torch import checkpoint
+from algoperf_torch import checkpoint, global_rng
 from algoperf_torch import rng as prng
+from algoperf_torch.distributed import all_gather_object
 from algoperf_torch.evaluation import evaluate
 from algoperf_torch.logs import MetricsLogger, TrialLog
 from algoperf_torch.progress import Progress, Snapshot
-from algoperf_torch.spec import TrainingCompleteError
+from algoperf_torch.spec import StatefulIterator, TrainingCompleteError
 from algoperf_torch.timing import Clock, TrainState, eval_due
 from algoperf_torch.workload import Workload
 
@@ -194,13 +197,7 @@ class Trial:
         self._resume_from: checkpoint.Checkpoint | None = None
         self.preemption_count = 0
         if settings.resume:
-            path = checkpoint.latest_checkpoint(trial_log.trial_dir)
-            if path is None:
-                raise FileNotFoundError(
-                    f"resume=true but {trial_log.trial_dir} holds no checkpoint_<step> file: "
-                    "nothing to resume (a trial saves checkpoints only with checkpoint=true)"
-                )
-            self._resume_from = checkpoint.load_checkpoint(path)
+            self._resume_from = checkpoint.load_latest(trial_log.trial_dir)
             self.preemption_count = self._resume_from.preemption_count + 1
 
     def run(self) -> TrialResult:
@@ -209,6 +206,13 @@ class Trial:
         data_rng, opt_init_rng, model_init_rng, rng = prng.split(trial_rng(settings), 4)
         self.data_seed = int(data_rng[0])
         input_queue = w._build_input_queue(data_rng, "train", w.data_dir, batch_size)
+        if settings.checkpoint and not isinstance(input_queue, StatefulIterator):
+            raise TypeError(
+                f"workload {w.config.name}: its train pipeline ({type(input_queue).__name__}) has "
+                "no state_dict()/load_state_dict(), so checkpoint=true could not resume it "
+                "exactly (spec.StatefulIterator)"
+            )
+        self.input_queue = input_queue
         model, model_state = w.init_model_fn(model_init_rng)
         model = maybe_compile(model, w)
         if self.log.enabled:
@@ -287,26 +291,38 @@ class Trial:
             self._save(model, opt_state, model_state, state, result)
 
     def _restore(self, model, opt_state, result: TrialResult) -> tuple[Any, Any]:
-        """Continue from the checkpoint read in ``__init__``: weights, optimizer, bookkeeping.
+        """Continue from the checkpoint read in ``__init__``: weights, optimizer, bookkeeping,
+        this rank's RNG and pipeline states, and the CSVs cut back to that checkpoint's rows.
 
         As the reference: accumulated times continue; ``last_eval_time`` is the previous
-        process's absolute time, so the first resumed step is eval-eligible; the data pipeline
-        restarts from its seed (its position is not saved). Unlike the reference, the torch,
-        numpy and Python RNG states are restored too, and DDP wrapping is kept.
+        process's absolute time, so the first resumed step is eval-eligible (evals do not move
+        the training RNGs, so this changes no training step). Unlike the reference, the train
+        pipeline continues from its position, every rank's RNG states are restored and DDP
+        wrapping is kept: the resumed trial trains on exactly the batches, dropout masks and
+        augmentations of an uninterrupted one.
 
         Returns:
             The optimizer state and the model state to continue with.
         """
         ckpt, self._resume_from = self._resume_from, None
+        world_size = self.workload.dist.world_size
+        if len(ckpt.rank_states) != world_size:
+            raise checkpoint.CheckpointError(
+                f"{ckpt.path} was written by {len(ckpt.rank_states)} rank(s); this run has "
+                f"{world_size}: resume with the same number of processes"
+            )
         opt_state, state = checkpoint.restore(ckpt, model, opt_state)
+        mine = ckpt.rank_states[self.workload.dist.rank]
+        self.input_queue.load_state_dict(mine["data"])
+        global_rng.restore(mine["rng"])
+        self.log.truncate(ckpt.log_rows)
         if self.settings.max_steps is not None and state.global_step >= self.settings.max_steps:
             raise ValueError(
                 f"{ckpt.path} is at step {state.global_step} and max_steps="
                 f"{self.settings.max_steps}: raise max_steps to continue the trial"
             )
         # The last checkpoint of a run stopped by max_steps says training_complete; the entry
-        # point refuses to resume trials that ended for any other reason (summary.json). All
-        # ranks load rank 0's RNG states: they seed identically, so these agree across ranks.
+        # point refuses to resume trials that ended for any other reason (summary.json).
         state.training_complete = state.diverged
         result.state = state
         result.eval_results = list(ckpt.eval_results)
@@ -325,6 +341,9 @@ class Trial:
         return opt_state, ckpt.model_state
 
     def _save(self, model, opt_state, model_state, state: TrainState, result: TrialResult) -> None:
+        """Every rank hands its RNG and pipeline states to rank 0, which writes the checkpoint."""
+        mine = {"rng": global_rng.capture(), "data": self.input_queue.state_dict()}
+        rank_states = all_gather_object(mine, self.workload.dist)
         if self.log.enabled:  # rank 0 only
             checkpoint.save_checkpoint(
                 self.log.trial_dir,
@@ -334,6 +353,8 @@ class Trial:
                 state,
                 result.eval_results,
                 self.preemption_count,
+                rank_states,
+                log_rows=self.log.row_counts(),
                 keep=self.settings.checkpoint_keep,
             )
 
@@ -364,7 +385,8 @@ class Trial:
         w = self.workload
         t0 = self.clock()
         try:
-            metrics = evaluate(w, model, self.data_seed)
+            with global_rng.isolated():  # evals happen at wall-clock moments: no RNG draws count
+                metrics = evaluate(w, model, self.data_seed)
         except RuntimeError as e:
             log.warning("eval at step %d failed and is skipped: %s", state.global_step, e)
             return

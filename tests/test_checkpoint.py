@@ -1,18 +1,23 @@
-"""Checkpoints: bit-identical round trip, atomic writes, and a trial resumed after preemption."""
+"""Checkpoints: bit-identical round trip, atomic writes, weights-only loading, fallback from a
+damaged checkpoint, and a resumed trial equal to an uninterrupted one (kill tests: test_resume.py)."""
 
 from __future__ import annotations
 
-import copy
 import csv
+import hashlib
+import io
 import json
 import os
+import random
 
+import numpy as np
 import pytest
 import torch
 from conftest import run_trial
 from test_runner_timing import FakeSubmission, FakeTime, make_trial, scripted_eval
 
-from algoperf_torch import checkpoint
+from algoperf_torch import checkpoint, global_rng
+from algoperf_torch import runner as runner_mod
 from algoperf_torch.__main__ import optimizer_yaml_hparams, prepare_trial_dir
 from algoperf_torch.config_check import ConfigError
 from algoperf_torch.distributed import DistInfo
@@ -55,19 +60,34 @@ def tensors_equal(a, b):
     return a == b
 
 
+RANKS = [{"rng": global_rng.capture(), "data": {"fingerprint": {"kind": "test"}, "pos": 3}}]
+
+
+def save(trial_dir, model, opt_state, step, rows=(), keep=None, log_rows=None):
+    return checkpoint.save_checkpoint(
+        str(trial_dir), model, opt_state, None, TrainState(global_step=step), list(rows), 0,
+        RANKS, log_rows=log_rows, keep=keep,
+    )  # fmt: skip
+
+
 def test_round_trip_is_bit_identical_and_training_continues_identically(tmp_path):
     model, opt_state, step = digits_setup()
     for i in range(3):
         step(i)
     state = TrainState(global_step=3, accumulated_submission_time=1.5, last_eval_time=12.0)
-    rows = [(1, {"score": 0.5, "validation/accuracy": 0.1})]
-    path = checkpoint.save_checkpoint(str(tmp_path), model, opt_state, None, state, rows, 0)
+    rows = [(1, {"score": 0.5, "validation/accuracy": 0.1, "validation/loss": float("nan")})]
+    path = checkpoint.save_checkpoint(
+        str(tmp_path), model, opt_state, None, state, rows, 0, RANKS, log_rows={"eval": 1}
+    )
     assert os.path.basename(path) == "checkpoint_3"
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_3", "checkpoint_3.json"]
 
     model2, opt_state2, step2 = digits_setup()  # fresh: different weights, empty NAdamW state
-    ckpt = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(str(tmp_path)))
+    ckpt = checkpoint.load_latest(str(tmp_path))
     opt_state2, state2 = checkpoint.restore(ckpt, model2, opt_state2)
-    assert state2 == state and ckpt.eval_results == rows and ckpt.global_step == 3
+    assert state2 == state and ckpt.global_step == 3 and ckpt.log_rows == {"eval": 1}
+    assert ckpt.eval_results[0][0] == 1 and ckpt.eval_results[0][1]["score"] == 0.5
+    assert tensors_equal(ckpt.rank_states, RANKS)
     assert tensors_equal(model2.state_dict(), model.state_dict())
     for key in ("optimizer", "scheduler"):
         assert tensors_equal(opt_state2[key].state_dict(), opt_state[key].state_dict())
@@ -77,73 +97,128 @@ def test_round_trip_is_bit_identical_and_training_continues_identically(tmp_path
     assert tensors_equal(opt_state2["optimizer"].state_dict(), opt_state["optimizer"].state_dict())
 
 
+def test_global_rng_states_round_trip_through_a_weights_only_file(tmp_path):
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    states = global_rng.capture()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.save(states, tmp_path / "rng")
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)
+    global_rng.restore(torch.load(tmp_path / "rng", weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+    with global_rng.isolated():
+        torch.rand(5), np.random.rand(5), random.random()
+    after = (torch.rand(1), np.random.rand(1), random.random())
+    global_rng.restore(torch.load(tmp_path / "rng", weights_only=True))
+    torch.rand(3), np.random.rand(3), random.random()
+    assert after == (torch.rand(1), np.random.rand(1), random.random())
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     model, opt_state, _ = digits_setup()
-    save = lambda step: checkpoint.save_checkpoint(  # noqa: E731
-        str(tmp_path), model, opt_state, None, TrainState(global_step=step), [], 0
-    )
-    save(1)
+    save(tmp_path, model, opt_state, 1)
     before = (tmp_path / "checkpoint_1").read_bytes()
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
     for step in (2, 1):  # a new step, and rewriting the same step
         with pytest.raises(OSError, match="No space"):
-            save(step)
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint_1"]  # no temp file, no checkpoint_2
+            save(tmp_path, model, opt_state, step)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint_1", "checkpoint_1.json"]  # no temp file
     assert (tmp_path / "checkpoint_1").read_bytes() == before
+    assert checkpoint.load_latest(str(tmp_path)).global_step == 1
 
 
-def test_keep_only_the_newest_and_refuse_unpicklable_optimizer_state(tmp_path):
+def test_keep_only_the_newest_and_refuse_optimizer_state_that_is_not_plain_data(tmp_path):
     model, opt_state, _ = digits_setup()
     for step in (1, 5, 10):
-        checkpoint.save_checkpoint(
-            str(tmp_path), model, opt_state, None, TrainState(global_step=step), [], 0, keep=2
-        )
+        save(tmp_path, model, opt_state, step, keep=2)
     assert [s for s, _ in checkpoint.list_checkpoints(str(tmp_path))] == [5, 10]
-    with pytest.raises(TypeError, match=r"optimizer_state\['hook'\] of type function"):
-        checkpoint.save_checkpoint(
-            str(tmp_path), model, {"hook": lambda: 0}, None, TrainState(), [], 0
-        )
+    assert not (tmp_path / "checkpoint_1.json").exists()
+    with pytest.raises(TypeError, match=r"optimizer_state\['hook'\] holds objects of"):
+        save(tmp_path, model, {"hook": Hook()}, 11)
+    assert not (tmp_path / "checkpoint_11").exists()
 
 
-def test_resumed_trial_continues_from_the_checkpoint(tmp_path, monkeypatch):
-    # Part 1 stops at max_steps=6 (evals at step 1 and 6, each followed by a checkpoint);
-    # part 2 resumes with max_steps=10. eval_period=1e9: no eval between, so the rows are fixed.
-    args = ["checkpoint=true", "workload.eval_period=1e9", "seed=3"]
-    run_trial(tmp_path, [*args, "max_steps=6"])
-    trial = tmp_path.joinpath(*TRIAL)
-    saved = checkpoint.load_checkpoint(str(trial / "checkpoint_6"))
+class Hook:
+    """An object a checkpoint must not carry (unpickling it would import and call code)."""
 
-    restored = {}
-    original_restore = checkpoint.restore
 
-    def spy(ckpt, model, opt_state, restore_rng=True):
-        out = original_restore(ckpt, model, opt_state, restore_rng)
-        restored["model"] = {k: v.clone() for k, v in model.state_dict().items()}
-        restored["optimizer"] = copy.deepcopy(out[0]["optimizer"].state_dict())
-        return out
+class Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
 
-    monkeypatch.setattr(checkpoint, "restore", spy)
-    summary = run_trial(tmp_path, [*args, "max_steps=10", "resume=true"])
-    # The pipeline restarts from its seed (as the reference), so the final weights differ from an
-    # uninterrupted run's; what must hold exactly is the state training resumed from.
-    assert tensors_equal(restored["model"], saved.model)
-    assert tensors_equal(restored["optimizer"], saved.optimizer_state["optimizer"]["state_dict"])
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # loading it would create the marker file
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    model, opt_state, _ = digits_setup()
+    path = save(tmp_path, model, opt_state, 2)
+    marker = tmp_path / "code_ran"
+    buf = io.BytesIO()
+    torch.save({"format": 2, "model": {}, "optimizer_state": {}, "model_state": Exploit(str(marker)),
+                "ranks": RANKS}, buf)  # fmt: skip
+    data = buf.getvalue()
+    (tmp_path / "checkpoint_2").write_bytes(data)
+    meta = json.loads((tmp_path / "checkpoint_2.json").read_text())
+    meta.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())  # a consistent forgery
+    (tmp_path / "checkpoint_2.json").write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="refused: it holds pickled objects"):
+        checkpoint.load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_an_unusable_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    model, opt_state, _ = digits_setup()
+    for step in (2, 4, 6, 8):
+        save(tmp_path, model, opt_state, step)
+    newest = tmp_path / "checkpoint_8"
+    newest.write_bytes(newest.read_bytes()[:1000])  # truncated by a full disk
+    data = bytearray((tmp_path / "checkpoint_6").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    (tmp_path / "checkpoint_6").write_bytes(bytes(data))
+    (tmp_path / "checkpoint_4.json").unlink()  # killed between the data file and its JSON
+    with caplog.at_level("WARNING", logger="algoperf_torch"):
+        ckpt = checkpoint.load_latest(str(tmp_path))
+    assert ckpt.global_step == 2
+    text = caplog.text
+    assert "checkpoint_8 is corrupt: 1000 bytes" in text and "checkpoint_6 is corrupt" in text
+    assert "checkpoint_4 is incomplete: checkpoint_4.json is missing" in text
+    (tmp_path / "checkpoint_2").write_bytes(b"")
+    with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint.*damaged") as e:
+        checkpoint.load_latest(str(tmp_path))
+    assert all(f"checkpoint_{s}" in str(e.value) for s in (2, 4, 6, 8))
+
+
+def test_resumed_trial_equals_the_uninterrupted_one(tmp_path):
+    # In process, digits: 10 steps at once, and 6 + resume to 10. eval_period=0.05 s: evals (and
+    # checkpoints) at moments that differ between the runs; they must not change training.
+    args = ["checkpoint=true", "workload.eval_period=0.05", "seed=3"]
+    run_trial(tmp_path / "a", [*args, "max_steps=10"])
+    run_trial(tmp_path / "b", [*args, "max_steps=6"])
+    summary = run_trial(tmp_path / "b", [*args, "max_steps=10", "resume=true"])
+    a, b = ((tmp_path / x).joinpath(*TRIAL) for x in "ab")
+    ca = checkpoint.load_checkpoint(str(a / "checkpoint_10"))
+    cb = checkpoint.load_checkpoint(str(b / "checkpoint_10"))
+    assert tensors_equal(ca.model, cb.model)
+    assert tensors_equal(ca.optimizer_state, cb.optimizer_state)
+    assert tensors_equal(ca.rank_states[0]["data"], cb.rank_states[0]["data"])
+    assert loss_rows(a) == loss_rows(b) and len(loss_rows(a)) == 10
     assert summary["global_step"] == 10 and summary["stop_reason"] == "max_steps"
-    assert summary["accumulated_submission_time"] > saved.train_state["accumulated_submission_time"]
-    assert (trial / "flags_1.json").exists() and (trial / "meta_data_1.json").exists()
-    rows = list(csv.DictReader(open(trial / "eval_measurements.csv")))
-    assert [(r["global_step"], r["preemption_count"]) for r in rows] == [
-        ("1", "0"),
-        ("6", "0"),
-        ("10", "1"),
-    ]
-    assert checkpoint.load_checkpoint(str(trial / "checkpoint_10")).preemption_count == 1
+    assert (b / "flags_1.json").exists() and (b / "meta_data_1.json").exists()
+    assert cb.preemption_count == 1
+
+
+def loss_rows(trial_dir) -> list[tuple[str, str]]:
+    """(global_step, loss) of every training-loss row of measurements.csv."""
+    with open(trial_dir / "measurements.csv", newline="") as f:
+        return [(r["global_step"], r["loss"]) for r in csv.DictReader(f) if r.get("loss")]
 
 
 def test_resume_is_refused_when_there_is_nothing_to_continue(tmp_path):
@@ -151,7 +226,7 @@ def test_resume_is_refused_when_there_is_nothing_to_continue(tmp_path):
         run_trial(tmp_path, ["resume=true", "max_steps=2"])
     trial = tmp_path / "t"
     model, opt_state, _ = digits_setup()
-    checkpoint.save_checkpoint(str(trial), model, opt_state, None, TrainState(global_step=4), [], 0)
+    save(trial, model, opt_state, 4)
     with pytest.raises(ConfigError, match="step 4 and max_steps=4: raise max_steps"):
         prepare_trial_dir(str(trial), overwrite=False, resume=True, max_steps=4)
     (trial / "summary.json").write_text(json.dumps({"stop_reason": "targets"}))
@@ -180,3 +255,41 @@ def test_first_resumed_step_is_eval_eligible_and_times_continue(tmp_path, monkey
     second = trial.run()
     assert [s for s, _ in second.eval_results] == [1, 3, 4, 5]
     assert [r["score"] for _, r in second.eval_results] == pytest.approx([0.25, 0.75, 1.0, 1.25])
+
+
+class DrawingSubmission(FakeSubmission):
+    """Draws from every process-wide RNG in each step, as dropout or a submission would."""
+
+    def __init__(self, time):
+        super().__init__(time)
+        self.draws = []
+
+    def update_params(self, *args, **kwargs):
+        self.draws.append((torch.rand(1).item(), np.random.rand(), random.random()))
+        return super().update_params(*args, **kwargs)
+
+
+def test_evals_do_not_move_the_training_rngs(tmp_path, monkeypatch):
+    # Evals fall at wall-clock moments, so at different steps in a resumed run; one that drew
+    # from the global RNGs (an eval DataLoader draws its base seed from torch's) would change
+    # every later dropout mask. Two runs, evals at different steps, evals drawing: same draws.
+    def run(eval_period):
+        time = FakeTime()
+        calls = scripted_eval(monkeypatch, time, cost=0.0, val_values=[0.1])
+        inner = runner_mod.evaluate
+
+        def drawing_eval(*args):
+            torch.rand(7), np.random.rand(7), random.random()
+            return inner(*args)
+
+        monkeypatch.setattr(runner_mod, "evaluate", drawing_eval)
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        sub = DrawingSubmission(time)
+        settings = RunSettings(max_steps=12)
+        make_trial(tmp_path / str(eval_period), sub, time, settings, eval_period=eval_period).run()
+        return sub.draws, len(calls)
+
+    rare, n_rare = run(100.0)  # evals after steps 1 and 12
+    often, n_often = run(0.25)
+    assert n_often > n_rare >= 2 and len(rare) == 12
+    assert rare == often
