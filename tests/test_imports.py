@@ -1,5 +1,6 @@
 """No import cycles inside the package (the old one: workload -> data.synthetic -> workloads.common
 -> evaluation -> workload).
+
 Counts every ``import``/``from ... import`` of a package module, also those inside functions
 (a lazy import only hides a cycle until the function runs). Importing a submodule always
 imports its parent packages first; those edges are not counted.
