@@ -23,7 +23,7 @@ from torchvision.io import encode_jpeg
 from algoperf_torch.data import imagenet as setup
 from algoperf_torch.distributed import DistInfo
 from algoperf_torch.pipelines.state import PipelineStateError
-from algoperf_torch.spec import DataRequest, ForwardPassMode
+from algoperf_torch.spec import DataRequest, ForwardPassMode, StatefulIterator
 from algoperf_torch.workload import Workload
 from algoperf_torch.workloads import get_workload_functions
 from algoperf_torch.workloads.imagenet_resnet import data as imagenet_data
@@ -238,6 +238,7 @@ def test_train_resume_is_bitwise_uninterrupted(data_dir, name, monkeypatch):
     request = DataRequest("train", data_dir, 4, seed=5, num_workers=2)
     ks, m = (0, 3, 4, 6), 3
     it = imagenet_data.input_iterator(config, request)
+    assert isinstance(it, StatefulIterator)
     states, expected = {}, []
     for i in range(max(ks) + m):
         if i in ks:
