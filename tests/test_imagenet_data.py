@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import random
 import tarfile
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -19,7 +22,8 @@ from torchvision.io import encode_jpeg
 
 from algoperf_torch.data import imagenet as setup
 from algoperf_torch.distributed import DistInfo
-from algoperf_torch.spec import DataRequest, ForwardPassMode
+from algoperf_torch.pipelines.state import PipelineStateError
+from algoperf_torch.spec import DataRequest, ForwardPassMode, StatefulIterator
 from algoperf_torch.workload import Workload
 from algoperf_torch.workloads import get_workload_functions
 from algoperf_torch.workloads.imagenet_resnet import data as imagenet_data
@@ -35,9 +39,12 @@ TRAIN_PER_CLASS, VAL_PER_CLASS, V2_PER_CLASS = 6, 4, 2
 
 
 def image_with_id(i: int, height: int = 48, width: int = 64) -> bytes:
-    """A flat-colour JPEG whose colour encodes ``i`` (decodable after any crop/resize)."""
+    """A JPEG whose flat red and green encode ``i`` (decodable after any crop/resize); blue is a
+    smooth ramp, so that crops and flips change the pixels."""
     img = torch.empty(3, height, width, dtype=torch.uint8)
-    img[0], img[1], img[2] = 16 * (i % 16) + 8, 16 * (i // 16) + 8, 128
+    img[0], img[1] = 16 * (i % 16) + 8, 16 * (i // 16) + 8
+    ramp = 28 + 150 * torch.arange(width) / width + 50 * torch.arange(height)[:, None] / height
+    img[2] = ramp.to(torch.uint8)
     return encode_jpeg(img, quality=95).numpy().tobytes()
 
 
@@ -194,6 +201,175 @@ def test_vit_train_batches_use_mixup_and_randaugment(data_dir):
     batch = next(it)
     assert batch["targets"].shape == (4, 1000) and batch["targets"].dtype == torch.float32
     torch.testing.assert_close(batch["targets"].sum(1), torch.ones(4))
+
+
+# --- resumable state (spec.StatefulIterator) --------------------------------------------------
+def small_config(name: str = "imagenet_resnet"):
+    """The tiny config with 32 px crops: the resume tests compare many batches bit for bit."""
+    return tiny_config(name, image_size=32, resize_size=36)
+
+
+def take(it, n: int) -> list[dict]:
+    return [next(it) for _ in range(n)]
+
+
+def assert_same_batches(got: list[dict], expected: list[dict]) -> None:
+    assert len(got) == len(expected)
+    for i, (a, b) in enumerate(zip(got, expected)):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"batch {i}, {key!r} differs"
+
+
+def saved_and_loaded(state: dict) -> dict:
+    """``state`` after ``torch.save`` and ``torch.load(weights_only=True)``."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("name", ["imagenet_resnet", "imagenet_vit"])  # vit: RandAugment + mixup
+def test_train_resume_is_bitwise_uninterrupted(data_dir, name, monkeypatch):
+    """Kill after k batches (0, mid-epoch, at the epoch's end, in the second epoch), resume with
+    2 or 0 workers: the next batches equal the uninterrupted stream's, across the epoch
+    boundaries (18 images / 4 = 4 batches per epoch), and no earlier batch is made again."""
+    config = small_config(name)
+    request = DataRequest("train", data_dir, 4, seed=5, num_workers=2)
+    ks, m = (0, 3, 4, 6), 3
+    it = imagenet_data.input_iterator(config, request)
+    assert isinstance(it, StatefulIterator)
+    states, expected = {}, []
+    for i in range(max(ks) + m):
+        if i in ks:
+            states[i] = saved_and_loaded(it.state_dict())
+        expected.append(next(it))
+    assert len({tuple(b["targets"].flatten().tolist()) for b in expected}) > 1
+
+    asked = []  # (sampler, epoch, position) of every batch a sampler made
+    keys = imagenet_data.TrainBatchSampler.keys
+    monkeypatch.setattr(
+        imagenet_data.TrainBatchSampler,
+        "keys",
+        lambda self, epoch, position: (
+            asked.append((self, epoch, position)) or keys(self, epoch, position)
+        ),
+    )
+    for k in ks:
+        for workers in (2, 0) if k else (2,):  # 0 workers: another loader-state layout
+            resumed = imagenet_data.input_iterator(config, replace(request, num_workers=workers))
+            resumed.load_state_dict(states[k])
+            assert resumed.state_dict() == states[k]
+            assert_same_batches(take(resumed, m), expected[k : k + m])
+            first = min((e, p) for s, e, p in asked if s is resumed.sampler)
+            assert first == divmod(k, 4), "a resumed loader made batches before its position"
+    for workers in (0, 1):  # and without any resume: the same stream whatever the worker count
+        plain = imagenet_data.input_iterator(config, replace(request, num_workers=workers))
+        assert_same_batches(take(plain, len(expected)), expected)
+
+
+def test_prefetched_batch_is_neither_lost_nor_repeated(data_dir):
+    """With the device prefetch (the default on CUDA, switched on here on the CPU) a batch is
+    pulled before the current one is handed out; the state still counts only handed-out ones."""
+    config = small_config("imagenet_vit")
+    request = DataRequest("train", data_dir, 4, seed=2, num_workers=0)
+    it = imagenet_data.input_iterator(config, request)
+    it.prefetch = True
+    expected = take(it, 3)  # batch 3 is pulled already
+    state = saved_and_loaded(it.state_dict())
+    expected += take(it, 3)
+    for workers, prefetch in ((0, True), (2, False)):
+        resumed = imagenet_data.input_iterator(config, replace(request, num_workers=workers))
+        resumed.prefetch = prefetch
+        resumed.load_state_dict(state)
+        assert_same_batches(take(resumed, 3), expected[3:])
+    plain = imagenet_data.input_iterator(config, request)
+    assert_same_batches(take(plain, 6), expected)
+    request = DataRequest("validation", data_dir, 5, seed=3, num_examples=12)
+    it = imagenet_data.input_iterator(config, request)
+    it.prefetch = True
+    assert_same_batches(list(it), list(imagenet_data.input_iterator(config, request)))
+
+
+def test_ranks_split_the_single_process_stream(data_dir):
+    """An example's augmentation depends on its place in the epoch's order, not on the rank."""
+    config = small_config()
+    whole = take(imagenet_data.input_iterator(config, DataRequest("train", data_dir, 4, 1)), 5)
+    parts = [
+        take(
+            imagenet_data.input_iterator(
+                config, DataRequest("train", data_dir, 2, 1, rank=r, world_size=2)
+            ),
+            5,
+        )
+        for r in (0, 1)
+    ]
+    for b, b0, b1 in zip(whole, *parts):
+        assert torch.equal(b["inputs"], torch.cat([b0["inputs"], b1["inputs"]]))
+        assert torch.equal(b["targets"], torch.cat([b0["targets"], b1["targets"]]))
+
+
+def test_example_seeds_are_distinct_and_mixed():
+    counts = torch.arange(200_000)
+    seeds = imagenet_data.example_seeds(7, counts)
+    assert len(set(seeds.tolist())) == len(counts) and int(seeds.max()) < 2**32
+    assert seeds.tolist()[:3] == [
+        imagenet_data.example_seeds(7, torch.tensor(c)) for c in (0, 1, 2)
+    ]
+    assert not torch.equal(seeds, imagenet_data.example_seeds(8, counts))
+
+
+def test_train_stream_leaves_global_rngs_alone(data_dir):
+    torch_state, np_state, py_state = (
+        torch.get_rng_state(),
+        np.random.get_state(),
+        random.getstate(),
+    )
+    it = imagenet_data.input_iterator(
+        small_config("imagenet_vit"), DataRequest("train", data_dir, 4, 0)
+    )
+    take(it, 2)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1]) and random.getstate() == py_state
+
+
+def test_eval_resume(data_dir):
+    config = small_config()
+    request = DataRequest("validation", data_dir, 5, seed=3, num_examples=12)
+    expected = list(imagenet_data.input_iterator(config, request))  # batches of 5, 5, 2
+    it = imagenet_data.input_iterator(config, request)
+    next(it)
+    state = saved_and_loaded(it.state_dict())
+    for workers in (0, 2):
+        resumed = imagenet_data.input_iterator(config, replace(request, num_workers=workers))
+        resumed.load_state_dict(state)
+        assert_same_batches(list(resumed), expected[1:])
+    done = saved_and_loaded(resumed.state_dict())
+    finished = imagenet_data.input_iterator(config, request)
+    finished.load_state_dict(done)
+    assert list(finished) == []
+
+
+def test_resume_refuses_another_stream(data_dir):
+    config = small_config()
+    base = DataRequest("train", data_dir, 4, seed=5, rank=0, world_size=2)
+    it = imagenet_data.input_iterator(config, base)
+    next(it)
+    state = saved_and_loaded(it.state_dict())
+    others = {
+        "seed": replace(base, seed=6),
+        "batch_size": replace(base, batch_size=2),
+        "rank": replace(base, rank=1),
+        "world_size": replace(base, world_size=1),
+        "split": replace(base, split="validation", num_examples=4),
+    }
+    for field, other in others.items():
+        with pytest.raises(PipelineStateError, match=field):
+            imagenet_data.input_iterator(config, other).load_state_dict(state)
+    with pytest.raises(PipelineStateError, match="out of range"):
+        imagenet_data.input_iterator(config, base).load_state_dict(
+            {**state, "num_workers": 3, "batches": -1}
+        )
 
 
 def test_randaugment_ops_run_on_uint8():

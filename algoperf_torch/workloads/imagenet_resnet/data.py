@@ -23,32 +23,51 @@ Speed: workers decode with ``torchvision.io.decode_image`` and crop/resize/flip 
 conversion, normalisation and mixup run once per batch after the (pinned, side-stream) copy to
 the device. Worker batches are collated straight into shared memory.
 
-Differences from the reference, by design: augmentation randomness comes from a
-per-worker ``torch.Generator`` seeded from the data seed (deterministic), not the global RNG;
+Resumable (``spec.StatefulIterator``): the loader is torchdata's ``StatefulDataLoader`` over a
+stateful batch sampler that yields keys ``(image index, augmentation seed)``. The seed is a pure
+function of (data seed, epoch, the example's offset in that epoch's order) and each image's
+crop, flip and RandAugment draw from a ``torch.Generator`` seeded with it, so batches do not
+depend on which worker decodes what, on ``num_workers`` or on restarts. The mixup weight of
+batch k is drawn from a generator seeded by (seed, rank, k). The iterator's state is the number
+of batches ``next()`` handed out plus the loader's state as of the last of them (taken before
+any batch is pulled ahead); the loader keeps a snapshot of the batch sampler's (epoch,
+position) for every batch it yields and restores it on load, so a resumed pipeline starts at the
+next batch without replaying earlier ones (see ``ImageNetBatches``).
+
+Differences from the reference, by design: augmentation randomness comes from per-example
+generators seeded from (data seed, epoch, position), not from the loader workers' global RNGs;
 training order is a per-epoch permutation seeded by (data seed, epoch), each rank taking its
 slice of every global batch (each example at most once per epoch across ranks); the mixup weight
-is drawn from a numpy generator seeded by (seed, rank) instead of torch's global RNG; eval
-batches are never padded (the metric divides by the split size).
+is drawn from a numpy generator seeded by (seed, rank, batch number) instead of torch's global
+RNG; eval batches are never padded (the metric divides by the split size).
 
     python -m pytest tests/test_imagenet_data.py
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import Dataset, Sampler, get_worker_info
+from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from algoperf_torch.pipelines.state import eval_shard
+from algoperf_torch.pipelines.state import (
+    PipelineStateError,
+    Resumable,
+    check_fingerprint,
+    eval_shard,
+    fingerprint,
+)
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
 from algoperf_torch.workloads.imagenet_resnet import imagenet_v2
 from algoperf_torch.workloads.imagenet_resnet.randaugment import rand_augment
@@ -158,24 +177,15 @@ def random_resized_crop_box(
 
 
 class TrainTransform:
-    """RandomResizedCrop + flip (+ RandAugment) on uint8, with a per-worker generator."""
+    """RandomResizedCrop + flip (+ RandAugment) on uint8, drawing from the generator it is given."""
 
-    def __init__(self, data: dict[str, Any], seed: int) -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self.size = int(data["image_size"])
         self.scale = tuple(data["scale_range"])
         self.ratio = tuple(data["aspect_ratio_range"])
         self.randaugment_ops = int(data["randaugment_num_ops"]) if data["randaugment"] else 0
-        self.seed = seed
-        self._gen: torch.Generator | None = None
 
-    def _generator(self) -> torch.Generator:
-        if self._gen is None:
-            info = get_worker_info()  # in a worker: the loader's per-worker seed
-            self._gen = torch.Generator().manual_seed(info.seed if info else self.seed)
-        return self._gen
-
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
-        gen = self._generator()
+    def __call__(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         top, left, h, w = random_resized_crop_box(
             img.shape[1], img.shape[2], self.scale, self.ratio, gen
         )
@@ -211,7 +221,12 @@ class TestTransform:
 
 
 class ImageListDataset(Dataset):
-    """``(transform(decode(paths[i])), labels[i])`` for a list of image files."""
+    """``(transform(decode(paths[i])), labels[i])`` for a list of image files.
+
+    A key is an index ``i`` (eval: a fixed transform) or ``(i, sample_seed)`` (train: the
+    transform draws from a fresh generator seeded with ``sample_seed``), so an image's
+    augmentation depends on its key only, never on the worker process that decodes it.
+    """
 
     def __init__(self, paths: list[str], labels: list[int], transform) -> None:
         self.paths, self.labels, self.transform = paths, labels, transform
@@ -219,30 +234,131 @@ class ImageListDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(decode(self.paths[i])), self.labels[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        if isinstance(key, tuple):
+            i, sample_seed = key
+            gen = torch.Generator().manual_seed(sample_seed)
+            return self.transform(decode(self.paths[i]), gen), self.labels[i]
+        return self.transform(decode(self.paths[key])), self.labels[key]
 
 
-class TrainBatchSampler(Sampler[list[int]]):
-    """Endless per-rank batches: a permutation per epoch (seeded by seed and epoch), cut into
-    global batches (the incomplete last one dropped); rank r takes slice r of each."""
+_MASK32 = 0xFFFF_FFFF
+
+
+def _fmix32(h: int | torch.Tensor) -> int | torch.Tensor:
+    """MurmurHash3's 32-bit finaliser: a bijection of 0..2**32-1 that scatters nearby values.
+
+    Works on Python ints and on int64 tensors (whose products wrap past 2**63; the mask keeps
+    the exact low 32 bits)."""
+    h = h ^ (h >> 16)
+    h = (h * 0x85EB_CA6B) & _MASK32
+    h = h ^ (h >> 13)
+    h = (h * 0xC2B2_AE35) & _MASK32
+    return h ^ (h >> 16)
+
+
+def example_seeds(seed: int, counts: torch.Tensor) -> torch.Tensor:
+    """Augmentation seeds of the examples at ``counts`` = epoch * n + offset in that epoch's order.
+
+    torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so seeds are 32-bit:
+    a bijective mix of (count + a hash of the data seed). Every example of a run gets its own
+    seed for the first 2**32 / n epochs (3,352 for ImageNet); ranks share the counts, so the
+    augmentation of an example does not depend on the world size either.
+    """
+    base = _fmix32((seed ^ (seed >> 32)) & _MASK32)
+    return _fmix32((counts + base) & _MASK32)
+
+
+class TrainBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Endless per-rank batches of ``(image index, augmentation seed)`` keys, resumable.
+
+    Epoch e's order is a permutation seeded by (seed, e), cut into global batches (the
+    incomplete last one dropped); rank r takes slice r of each. The key of the example at offset
+    j of that order carries ``example_seeds(seed, e * n + j)``.
+
+    State: ``{"epoch", "position"}`` of the next batch. ``StatefulDataLoader`` records it for
+    every batch it yields and loads it back on resume; the permutation of that epoch is redrawn
+    (one ``randperm``) and no earlier batch is produced again.
+    """
 
     def __init__(self, n: int, batch_size: int, rank: int, world_size: int, seed: int) -> None:
-        self.n, self.batch_size, self.rank, self.world_size = n, batch_size, rank, world_size
-        self.seed = seed
-        if batch_size * world_size > n:
-            raise ValueError(f"global batch {batch_size * world_size} exceeds the {n} train images")
+        self.n, self.batch_size, self.rank, self.seed = n, batch_size, rank, seed
+        self.global_batch = batch_size * world_size
+        if self.global_batch > n:
+            raise ValueError(f"global batch {self.global_batch} exceeds the {n} train images")
+        self.batches_per_epoch = n // self.global_batch
+        self.epoch, self.position = 0, 0
+        self._order_epoch, self._order = -1, torch.empty(0, dtype=torch.int64)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """Epoch ``epoch``'s permutation of the ``n`` images (the latest one is cached)."""
+        if epoch != self._order_epoch:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._order, self._order_epoch = torch.randperm(self.n, generator=gen), epoch
+        return self._order
+
+    def keys(self, epoch: int, position: int) -> list[tuple[int, int]]:
+        """This rank's keys of batch ``position`` of epoch ``epoch``."""
+        start = position * self.global_batch + self.rank * self.batch_size
+        offsets = torch.arange(start, start + self.batch_size)
+        seeds = example_seeds(self.seed, epoch * self.n + offsets)
+        return list(zip(self.order(epoch)[offsets].tolist(), seeds.tolist()))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        while True:  # a generator: it reads the position when first advanced, after any load
+            if self.position >= self.batches_per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+            keys = self.keys(self.epoch, self.position)
+            self.position += 1
+            yield keys
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or not 0 <= position <= self.batches_per_epoch:
+            raise PipelineStateError(
+                f"ImageNet train sampler state {dict(state)} is out of range "
+                f"({self.batches_per_epoch} batches per epoch)"
+            )
+        self.epoch, self.position = epoch, position
+
+    def seek(self, batches: int) -> None:
+        """Continue after the first ``batches`` batches of the stream."""
+        self.load_state_dict(
+            dict(zip(("epoch", "position"), divmod(batches, self.batches_per_epoch)))
+        )
+
+
+class EvalBatchSampler(Sampler[list[int]]):
+    """Consecutive batches of ``range(n)`` (the last one may be smaller); state ``{"position"}``."""
+
+    def __init__(self, n: int, batch_size: int) -> None:
+        self.n, self.batch_size, self.position = n, batch_size, 0
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        global_batch = self.batch_size * self.world_size
-        lo = self.rank * self.batch_size
-        epoch = 0
-        while True:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            perm = torch.randperm(self.n, generator=gen)
-            for start in range(0, self.n - global_batch + 1, global_batch):
-                yield perm[start + lo : start + lo + self.batch_size].tolist()
-            epoch += 1
+        while self.position < len(self):
+            start = self.position * self.batch_size
+            self.position += 1
+            yield list(range(start, min(start + self.batch_size, self.n)))
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        position = int(state["position"])
+        if not 0 <= position <= len(self):
+            raise PipelineStateError(
+                f"ImageNet eval sampler state {dict(state)} is out of range ({len(self)} batches)"
+            )
+        self.position = position
+
+    def seek(self, batches: int) -> None:
+        self.load_state_dict({"position": batches})
 
 
 def eval_train_indices(num_train: int, num_examples: int, seed: int) -> list[int]:
@@ -284,86 +400,173 @@ class Collate:
 
 
 def _loader(
-    dataset: Dataset, config: WorkloadConfig, request: DataRequest, train: bool, seed: int
-) -> DataLoader:
+    dataset: Dataset, sampler: Sampler, request: DataRequest, persistent: bool
+) -> StatefulDataLoader:
     workers = request.num_workers
-    common = dict(
+    return StatefulDataLoader(
+        dataset,
+        batch_sampler=sampler,
         num_workers=workers,
         collate_fn=Collate(),
         pin_memory=request.device.type == "cuda",
-        persistent_workers=train and workers > 0,
+        persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed * 7919 + request.rank),
+        # The loader draws its workers' base seed from this, not from the global RNG (which
+        # belongs to the model); nothing in this pipeline uses the worker seeds.
+        generator=torch.Generator().manual_seed(request.seed * 7919 + request.rank),
+        snapshot_every_n_steps=1,  # the sampler's state for every yielded batch: no replay
     )
-    if train:
-        sampler = TrainBatchSampler(
-            len(dataset), request.batch_size, request.rank, request.world_size, seed
-        )
-        return DataLoader(dataset, batch_sampler=sampler, **common)
-    return DataLoader(dataset, batch_size=request.batch_size, shuffle=False, **common)
-
-
-def _to_device(loader: DataLoader, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Copy batches to ``device``; on CUDA the next copy overlaps the current step."""
-    if device.type != "cuda":
-        yield from loader
-        return
-    stream = torch.cuda.Stream(device)
-    pending = None
-    for x, y in loader:
-        with torch.cuda.stream(stream):
-            nxt = (x.to(device, non_blocking=True), y.to(device, non_blocking=True))
-        if pending is not None:
-            yield pending
-        torch.cuda.current_stream(device).wait_stream(stream)
-        for t in nxt:
-            t.record_stream(torch.cuda.current_stream(device))
-        pending = nxt
-    if pending is not None:
-        yield pending
 
 
 class Mixup:
-    """The reference's ``mixup_pytorch``: λ ~ Beta(α, α) per batch, mixed with roll(batch, 1)."""
+    """The reference's ``mixup_pytorch``: λ ~ Beta(α, α) per batch, mixed with roll(batch, 1).
+
+    λ of the stream's batch k is drawn from a numpy generator seeded by (seed, rank, k), so a
+    resumed stream draws the same weights from its batch count alone.
+    """
 
     def __init__(self, alpha: float, num_classes: int, seed: int, rank: int) -> None:
-        self.alpha, self.num_classes = alpha, num_classes
-        self.rng = np.random.default_rng([seed, rank, 0x6D1])
+        self.alpha, self.num_classes, self.seed, self.rank = alpha, num_classes, seed, rank
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lam = float(self.rng.beta(self.alpha, self.alpha))
+    def weight(self, k: int) -> float:
+        rng = np.random.default_rng([self.seed, self.rank, 0x6D1, k])
+        return float(rng.beta(self.alpha, self.alpha))
+
+    def __call__(
+        self, x: torch.Tensor, y: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        lam = self.weight(k)
         t = F.one_hot(y, self.num_classes).to(x.dtype)  # [B] -> [B, C]
         x = lam * x + (1.0 - lam) * torch.roll(x, 1, dims=0)
         t = lam * t + (1.0 - lam) * torch.roll(t, 1, dims=0)
         return x, t
 
 
-def _batches(
-    loader: DataLoader, config: WorkloadConfig, request: DataRequest, mixup: Mixup | None
-) -> Iterator[Batch]:
-    normalize = Normalize(config, request.device)
-    for x, y in _to_device(loader, request.device):
-        x = normalize(x)  # 0..255 [B, 3, H, W] -> normalised float32
-        if mixup is not None:
-            x, y = mixup(x, y)
-        yield {"inputs": x, "targets": y}
+class ImageNetBatches(Resumable):
+    """One split's batches on the device: loader -> device copy -> normalise (-> mixup).
+
+    With ``prefetch`` (the default on CUDA) the next batch is pulled from the loader, and on CUDA
+    its copy issued on a side stream, before the current one is handed out, so the copy
+    overlaps the training step on the current one.
+
+    State (``state_dict``)::
+
+        fingerprint  the request it belongs to (a state of another request is refused)
+        batches      batches ``next()`` handed out since the stream's start (the mixup counter)
+        num_workers  the worker count of the loader whose state follows
+        loader       ``StatefulDataLoader.state_dict()`` taken right after the last handed-out
+                     batch came out of the loader (before any batch was pulled ahead), or None
+                     before the first; it holds the batch sampler's state as of that batch
+
+    Resuming moves the batch sampler to batch ``batches`` and, with the same worker count, loads
+    ``loader`` into the new loader (torchdata puts back the sampler state it recorded, the same
+    one); torchdata's layout depends on the worker count, so with another count the sampler's
+    position alone is used. Either way nothing before that batch is produced again.
+    """
+
+    def __init__(
+        self,
+        loader: StatefulDataLoader,
+        sampler: TrainBatchSampler | EvalBatchSampler,
+        config: WorkloadConfig,
+        request: DataRequest,
+        identity: dict[str, Any],
+        mixup: Mixup | None = None,
+    ) -> None:
+        self.loader, self.sampler, self.mixup = loader, sampler, mixup
+        self.device = request.device
+        self.normalize = Normalize(config, request.device)
+        self._fingerprint = identity
+        self.batches = 0
+        self._loader_state: tuple[int, dict | None] = (loader.num_workers, None)
+        self._it: Iterator | None = None
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self.prefetch = self._stream is not None
+        self._ahead: tuple[torch.Tensor, torch.Tensor, dict] | None = None
+
+    def _pull(self) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+        """The loader's next batch (None at the end) with the loader's state as of it."""
+        try:
+            x, y = next(self._it)
+        except StopIteration:
+            return None
+        state = self.loader.state_dict()
+        if self._stream is not None:
+            with torch.cuda.stream(self._stream):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return x, y, state
+
+    def __next__(self) -> Batch:
+        if self._it is None:
+            self._it = iter(self.loader)
+            if self.prefetch:
+                self._ahead = self._pull()
+        if not self.prefetch:
+            pulled = self._pull()
+        else:
+            pulled = self._ahead
+            if pulled is not None:
+                if self._stream is not None:
+                    current = torch.cuda.current_stream(self.device)
+                    current.wait_stream(self._stream)  # only this batch's copy is enqueued there
+                    for t in pulled[:2]:
+                        t.record_stream(current)
+                self._ahead = self._pull()  # its copy overlaps the step on this batch
+        if pulled is None:
+            raise StopIteration
+        x, y, state = pulled
+        self._loader_state = (self.loader.num_workers, state)
+        k, self.batches = self.batches, self.batches + 1
+        x = self.normalize(x)  # 0..255 [B, 3, H, W] -> normalised float32
+        if self.mixup is not None:
+            x, y = self.mixup(x, y, k)
+        return {"inputs": x, "targets": y}
+
+    def state_dict(self) -> dict[str, Any]:
+        workers, loader_state = self._loader_state
+        return {
+            "fingerprint": dict(self._fingerprint),
+            "batches": self.batches,
+            "num_workers": workers,
+            "loader": copy.deepcopy(loader_state),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_fingerprint(state, self._fingerprint)
+        if self._it is not None:
+            raise RuntimeError("load_state_dict() must come before the first next()")
+        batches, workers, loader_state = (
+            int(state["batches"]),
+            int(state["num_workers"]),
+            state["loader"],
+        )
+        self.sampler.seek(batches)  # checks the position now (torchdata loads it lazily)
+        if loader_state is not None and workers == self.loader.num_workers:
+            # torchdata puts back the sampler state it recorded for that batch (the same one)
+            self.loader.load_state_dict(copy.deepcopy(loader_state))
+        self.batches = batches
+        self._loader_state = (workers, copy.deepcopy(loader_state))
 
 
-def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Batch]:
+def input_iterator(config: WorkloadConfig, request: DataRequest) -> ImageNetBatches:
     """This rank's batches of ``request.split`` on ``request.device`` (train: endless)."""
     data = config.data
     folder = split_folder(config, request.data_dir, request.split)
     paths, labels = list_images(folder, numeric_classes=request.split == "test")
     if request.split == "train":
-        dataset = ImageListDataset(paths, labels, TrainTransform(data, request.seed))
+        dataset = ImageListDataset(paths, labels, TrainTransform(data))
+        sampler = TrainBatchSampler(
+            len(paths), request.batch_size, request.rank, request.world_size, request.seed
+        )
         alpha = data.get("mixup_alpha")
         mixup = (
             Mixup(float(alpha), int(config.model["num_classes"]), request.seed, request.rank)
             if alpha
             else None
         )
-        return _batches(
-            _loader(dataset, config, request, True, request.seed), config, request, mixup
+        identity = fingerprint("imagenet", request, num_examples=len(paths))
+        return ImageNetBatches(
+            _loader(dataset, sampler, request, True), sampler, config, request, identity, mixup
         )
     if request.split == "eval_train":
         idx = eval_train_indices(len(paths), request.num_examples, request.seed)
@@ -378,7 +581,11 @@ def input_iterator(config: WorkloadConfig, request: DataRequest) -> Iterator[Bat
     dataset = ImageListDataset(
         paths[shard.start : shard.stop], labels[shard.start : shard.stop], transform
     )
-    return _batches(_loader(dataset, config, request, False, request.seed), config, request, None)
+    sampler = EvalBatchSampler(len(dataset), request.batch_size)
+    identity = fingerprint("imagenet", request, num_examples=num)
+    return ImageNetBatches(
+        _loader(dataset, sampler, request, False), sampler, config, request, identity
+    )
 
 
 def synthetic_batch(config: WorkloadConfig, batch_size: int, gen: torch.Generator) -> Batch:
