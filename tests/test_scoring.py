@@ -298,7 +298,9 @@ def test_reads_reference_layout_with_late_columns(tmp_path):
     assert per_trial.loc[0, "eval_index"] == 1
 
 
-def test_study_winner_ties_go_to_the_first_trial():
+def test_study_winner_ties_go_to_the_smallest_time():
+    # trial_2 and trial_3 both reach at eval 3: the faster one wins, not the lower number;
+    # trial_10 is faster still but reaches one eval later.
     per_trial = pd.DataFrame(
         [
             {
@@ -309,11 +311,24 @@ def test_study_winner_ties_go_to_the_first_trial():
                 "eval_index": idx,
                 "time_to_target": t,
             }
-            for i, idx, t in ((1, -1, INF), (2, 3, 50.0), (3, 3, 40.0), (10, 4, 10.0))
+            for i, idx, t in ((1, -1, INF), (2, 3, 50.0), (3, 3, 40.0), (10, 4, 10.0), (4, 3, 40.0))
         ]
     )
     row = study_times(per_trial).iloc[0]
-    assert (row["winner"], row["time"]) == ("trial_2", 50.0)
+    assert (row["winner"], row["time"]) == ("trial_3", 40.0)  # equal times: the first read
+
+
+def test_tie_on_eval_index_from_logs(tmp_path):
+    # The shape of v0.6 shampoo/study_0/fastmri: trial_2 and trial_5 first reach the target at
+    # the same eval, trial_5 in less time. The study's time is trial_5's, so the median over
+    # the three studies is 640.8 (the lowest-trial-number rule would give 841.2).
+    for j in range(3):
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 1, [0.1, 0.2, 0.3], [100, 200, 300])
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 2, [0.1, 0.3, 0.8], [280, 560, 841.2])
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 5, [0.1, 0.3, 0.9], [210, 420, 640.8])
+    per_study = study_times(trial_times(read_submission(tmp_path / "A"), _targets()))
+    assert per_study["winner"].tolist() == ["trial_5"] * 3
+    assert workload_times(per_study).loc["A", "fastmri"] == 640.8
 
 
 def test_dev_mode_cli_writes_outputs(tmp_path, capsys):

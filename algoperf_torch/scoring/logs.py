@@ -9,10 +9,10 @@ or `pytorch`. Submission folders named `<name>-YYYY-MM-DD-HH-MM-SS` are merged i
 `eval_measurements.csv` is skipped, as in the reference.
 
 Differences from the reference: studies, workloads and trials are read in sorted (natural)
-order, not `os.listdir` order, so ties between trials are broken the same way on every machine
-(first trial number wins); a trial whose CSV lacks a column has NaN in that cell (the reference
-carries the previous trial's values over); a CSV that cannot be read raises `MalformedLogError`
-naming the file.
+order, not `os.listdir` order, so every table comes out the same on every machine (a tie for
+a study's winner goes to the smallest time, see `scores.study_times`); a trial whose CSV lacks
+a column has NaN in that cell (the reference carries the previous trial's values over); a CSV
+that cannot be read raises `MalformedLogError` naming the file.
 """
 
 from __future__ import annotations
