@@ -9,9 +9,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from algoperf_torch.scoring.__main__ import main as scoring_main
 from algoperf_torch.scoring.logs import MalformedLogError, read_logs, read_submission
+from algoperf_torch.scoring.plots import plot_workers, write_plots
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
     ScoringError,
@@ -403,3 +405,32 @@ def test_strict_mode_and_empty_logs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ScoringError, match="no trial logs"):
         score_submissions(read_logs(tmp_path / "empty")[0], {}, RULES["v0.6"])
+
+
+def test_plots_in_parallel_match_plots_in_process(tmp_path):
+    # Three submissions, one without logs for fastmri (its line and legend entry are hidden),
+    # one trial with NaN evals; drawn on one reused figure, in this process or on two.
+    for k, sub in enumerate(("A", "B", "C")):
+        for workload in ("ogbg", "fastmri") if sub != "C" else ("ogbg",):
+            for t in (1, 2):
+                metric = [0.1 * k, 0.4, np.nan if sub == "B" else 0.5, 0.5 + 0.1 * t]
+                times = [10, 20, 30, 40 + 5 * k]
+                write_trial(tmp_path / "logs", sub, "study_0", workload, t, metric, times)
+    trials, _ = read_logs(tmp_path / "logs")
+    all_trials = pd.concat(trials.values(), ignore_index=True)
+    profiles = pd.DataFrame([[0.5, 1.0], [0.0, 0.5], [0.0, 0.0]], index=["A", "B", "C"])
+    profiles.columns = [1.0, 4.0]
+    args = (profiles, "t", all_trials, _targets(), {"ogbg": 25.0})
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    here = write_plots(tmp_path / "here", *args)
+    with plot_workers(2) as workers:
+        assert workers is not None  # Linux with fork (the suite runs there)
+        there = write_plots(tmp_path / "there", *args, workers=workers)
+    names = ["performance_profile_by_score.png", "curves_fastmri.png", "curves_ogbg.png"]
+    assert [p.name for p in here] == [p.name for p in there] == names
+    for a, b in zip(here, there):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
+    assert np.asarray(Image.open(here[1])).shape == (550, 1100, 3)  # RGB at 110 dpi
+    with plot_workers(1) as workers:
+        assert workers is None

@@ -4,10 +4,30 @@
 
 matplotlib is imported inside the functions and drives an Agg canvas directly (no pyplot, no
 global backend or rcParams change), so importing this module costs nothing.
+
+Drawing is kept cheap so that plotting a leaderboard (thousands of trials) costs no more than
+scoring it:
+- the legend sits outside the axes at a fixed place (matplotlib's `loc="best"` tests every
+  candidate place against every plotted point) and the axes have a fixed position (constrained
+  layout measures every artist);
+- each submission's trials are one line broken by NaNs, not one line per trial, so a figure
+  has a dozen artists, not thousands, and the legend one entry per submission;
+- one figure is reused for every workload (building axes and ticks is most of the cost of a
+  fresh figure), and PNGs are written as RGB with light compression;
+- with more than one CPU, `plot_workers` forks a process that imports matplotlib while the
+  caller reads and scores the logs; `write_plots` then draws the figures there and on forks
+  of it, in parallel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +35,106 @@ import pandas as pd
 
 from algoperf_torch.scoring.targets import WorkloadTarget
 
+LINESTYLES = ("-", "--", ":", "-.")
+# Axes rectangle (left, bottom, width, height, in figure fractions); the legend goes right of it.
+CURVES_SIZE, CURVES_AXES, CURVES_DPI = (10.0, 5.0), (0.075, 0.1, 0.665, 0.82), 110
+PROFILES_SIZE, PROFILES_AXES, PROFILES_DPI = (10.5, 5.5), (0.07, 0.1, 0.69, 0.83), 120
+MAX_WORKERS = 4
+PROFILE_PNG = "performance_profile_by_score.png"
+FIGURE_COST = 30_000  # drawing a figure costs about as much as drawing this many points
 
-def _figure(width: float, height: float):
+
+def _figure(size: tuple[float, float], rect: tuple[float, float, float, float], dpi: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
-    return fig
+    return fig, fig.add_axes(rect)
+
+
+def _save_png(fig, path: Path | str) -> Path:
+    """Render `fig` at its dpi and write an RGB PNG with light compression.
+
+    `savefig` writes RGBA at zlib level 6; dropping the (opaque) alpha channel and using level
+    1 makes encoding about twice as fast for files of about the same size.
+    """
+    from PIL import Image  # a dependency of matplotlib
+
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(np.ascontiguousarray(rgb)).save(
+        path, format="png", compress_level=1, dpi=(fig.dpi, fig.dpi)
+    )
+    return Path(path)
+
+
+def _style(i: int) -> dict:
+    """Colour and line style of the i-th submission: ten colours, then the next line style."""
+    return {"color": f"C{i % 10}", "linestyle": LINESTYLES[(i // 10) % len(LINESTYLES)]}
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+def _import_matplotlib() -> None:
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import PIL.PngImagePlugin  # noqa: F401
+
+
+def _fork_context():
+    """A fork starts without importing anything (the data and matplotlib come with it)."""
+    return multiprocessing.get_context("fork")
+
+
+@dataclass(frozen=True)
+class PlotWorkers:
+    """A process to draw figures on, and how many processes to draw with (`plot_workers`)."""
+
+    executor: Executor
+    count: int
+
+
+@contextlib.contextmanager
+def plot_workers(count: int | None = None) -> Iterator[PlotWorkers | None]:
+    """Start a process that imports matplotlib now, to draw figures later; None on one CPU.
+
+    Enter it before reading the logs: the import (about half a second) then overlaps that
+    work. `write_plots` draws on that process and on `count - 1` forks of it, which start with
+    matplotlib imported. Linux only (elsewhere, and on one CPU, the caller draws).
+
+    Args:
+        count: processes to draw with (default: the usable CPUs, at most `MAX_WORKERS`).
+    """
+    if not sys.platform.startswith("linux"):  # where fork is the default and safe
+        count = 1
+    elif count is None:
+        count = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+    if count < 2:
+        yield None
+        return
+    with ProcessPoolExecutor(1, mp_context=_fork_context()) as executor:
+        executor.submit(_import_matplotlib)
+        yield PlotWorkers(executor, count)
+
+
+def _run_calls(parts: list[list[tuple]]) -> list:
+    """Run each part's `(function, *args)` calls in order, the first part here and each other
+    part on a fork of this process; returns every call's result, parts in order."""
+    if len(parts) < 2:
+        return [result for part in parts for result in _run_part(part)]
+    with ProcessPoolExecutor(len(parts) - 1, mp_context=_fork_context()) as helpers:
+        others = [helpers.submit(_run_part, part) for part in parts[1:]]
+        results = _run_part(parts[0])
+        for job in others:
+            results += job.result()
+    return results
+
+
+def _run_part(calls: list[tuple]) -> list:
+    return [function(*args) for function, *args in calls]
 
 
 def plot_performance_profiles(profiles: pd.DataFrame, path: Path | str, title: str = "") -> Path:
@@ -36,20 +148,136 @@ def plot_performance_profiles(profiles: pd.DataFrame, path: Path | str, title: s
     Returns:
         The written path.
     """
-    fig = _figure(9, 5.5)
-    ax = fig.add_subplot()
+    fig, ax = _figure(PROFILES_SIZE, PROFILES_AXES, PROFILES_DPI)
     taus = profiles.columns.to_numpy(dtype=float)
-    for submission, rho in profiles.iterrows():
-        ax.step(taus, rho.to_numpy(dtype=float), where="post", label=str(submission), linewidth=2)
+    for i, (submission, rho) in enumerate(profiles.iterrows()):
+        ax.step(
+            taus,
+            rho.to_numpy(dtype=float),
+            where="post",
+            label=str(submission),
+            linewidth=2,
+            **_style(i),
+        )
     ax.set_xlabel("Ratio of time to target to the fastest submission (τ)")
     ax.set_ylabel("Proportion of workloads")
     ax.set_xlim(taus.min(), taus.max())
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.4)
     ax.set_title(title or "Performance profiles")
-    ax.legend(loc="best", fontsize="small")
-    fig.savefig(path, dpi=120)
-    return Path(path)
+    _legend_outside(ax, fontsize="small")
+    return _save_png(fig, path)
+
+
+@dataclass(frozen=True)
+class CurvesFigure:
+    """What one `curves_<workload>.png` shows; plain data, so a worker process can draw it."""
+
+    workload: str
+    target: WorkloadTarget
+    budget: float | None
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]  # submission -> (times, values)
+
+    @property
+    def cost(self) -> int:
+        return FIGURE_COST + sum(len(times) for times, _ in self.curves.values())
+
+
+def _joined_curves(group: pd.DataFrame, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`{submission: (times, values)}`, each submission's trials joined by NaN breaks.
+
+    A trial's time is its `score` column, else `accumulated_submission_time`; a trial lacking
+    the metric or a time column is left out.
+    """
+
+    def column(name):
+        return group[name] if name in group else [None] * len(group)
+
+    parts: dict[str, tuple[list, list]] = {}
+    gap = np.array([np.nan])
+    for submission, values, score, accumulated in zip(
+        group["submission"],
+        column(metric),
+        column("score"),
+        column("accumulated_submission_time"),
+    ):
+        times = score if isinstance(score, np.ndarray) else accumulated
+        if not isinstance(values, np.ndarray) or not isinstance(times, np.ndarray):
+            continue
+        xs, ys = parts.setdefault(submission, ([], []))
+        xs += [times, gap]
+        ys += [values, gap]
+    return {s: (np.concatenate(xs[:-1]), np.concatenate(ys[:-1])) for s, (xs, ys) in parts.items()}
+
+
+def curves_figures(
+    trials: pd.DataFrame,
+    targets: dict[str, WorkloadTarget],
+    budgets: dict[str, float | None] | None = None,
+) -> list[CurvesFigure]:
+    """The data of every workload's curves figure, in workload order (workloads without a
+    target or without the target's metric column have none)."""
+    figures = []
+    for workload, group in trials.groupby("workload", sort=True):
+        target = targets.get(workload)
+        if target is None or target.validation_metric not in group:
+            continue
+        curves = _joined_curves(group, target.validation_metric)
+        figures.append(CurvesFigure(workload, target, (budgets or {}).get(workload), curves))
+    return figures
+
+
+def draw_curves_figures(
+    figures: list[CurvesFigure], submissions: list[str], out_dir: Path | str
+) -> list[Path]:
+    """Write `curves_<workload>.png` for each figure; `submissions` fixes each one's style."""
+    # One figure serves every workload: only the data, labels and legend change.
+    fig, ax = _figure(CURVES_SIZE, CURVES_AXES, CURVES_DPI)
+    lines = {
+        s: ax.plot([], [], alpha=0.6, linewidth=1.2, label=s, **_style(i))[0]
+        for i, s in enumerate(submissions)
+    }
+    target_line = ax.axhline(0.0, color="k", linestyle="--", linewidth=1)
+    budget_line = ax.axvline(0.0, color="grey", linestyle=":", linewidth=1, label="budget")
+    ax.set_xlabel("Submission time (s)")
+    ax.grid(alpha=0.4)
+    written = []
+    for figure in figures:
+        target = figure.target
+        for submission, line in lines.items():
+            line.set_visible(submission in figure.curves)
+            line.set_data(*figure.curves.get(submission, ([], [])))
+        target_line.set_ydata([target.validation_target] * 2)
+        target_line.set_label(f"target {target.validation_target:g}")
+        budget_line.set_visible(bool(figure.budget))
+        budget_line.set_xdata([figure.budget or 0.0] * 2)
+        ax.relim(visible_only=True)
+        ax.autoscale_view()
+        ax.set_ylabel(target.validation_metric)
+        ax.set_title(
+            f"{figure.workload}: {target.validation_metric} "
+            f"({'lower' if target.target_minimize else 'higher'} is better)",
+            y=1.0,  # a fixed place: the automatic one measures the tick labels
+        )
+        shown = [a for a in (*lines.values(), target_line, budget_line) if a.get_visible()]
+        _legend_outside(ax, handles=shown, fontsize="small")
+        written.append(_save_png(fig, Path(out_dir) / _curves_png(figure)))
+    return written
+
+
+def _curves_png(figure: CurvesFigure) -> str:
+    return f"curves_{figure.workload}.png"
+
+
+def _balanced(figures: list[CurvesFigure], parts: int) -> list[list[CurvesFigure]]:
+    """Split into `parts` lists of about equal drawing cost (largest first, onto the lightest)."""
+    bins: list[list[CurvesFigure]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for figure in sorted(figures, key=lambda f: -f.cost):
+        k = loads.index(min(loads))
+        bins[k].append(figure)
+        loads[k] += figure.cost
+    return [b for b in bins if b]
 
 
 def plot_validation_curves(
@@ -67,52 +295,43 @@ def plot_validation_curves(
         budgets: optional `{workload: runtime budget}` drawn as a vertical line.
 
     Returns:
-        The written paths.
+        The written paths, in workload order.
     """
-    written = []
-    colors = {s: f"C{i % 10}" for i, s in enumerate(dict.fromkeys(trials["submission"]))}
-    for workload, group in trials.groupby("workload", sort=True):
-        target = targets.get(workload)
-        if target is None or target.validation_metric not in group:
-            continue
-        fig = _figure(8, 5)
-        ax = fig.add_subplot()
-        labelled = set()
-        for _, row in group.iterrows():
-            values, times = row[target.validation_metric], row.get("score")
-            if not isinstance(times, np.ndarray):
-                times = row.get("accumulated_submission_time")
-            if not isinstance(values, np.ndarray) or not isinstance(times, np.ndarray):
-                continue
-            label = row["submission"] if row["submission"] not in labelled else None
-            labelled.add(row["submission"])
-            ax.plot(
-                times,
-                values,
-                color=colors[row["submission"]],
-                alpha=0.6,
-                linewidth=1.2,
-                label=label,
-            )
-        ax.axhline(
-            target.validation_target,
-            color="k",
-            linestyle="--",
-            linewidth=1,
-            label=f"target {target.validation_target:g}",
-        )
-        budget = (budgets or {}).get(workload)
-        if budget:
-            ax.axvline(budget, color="grey", linestyle=":", linewidth=1, label="budget")
-        ax.set_xlabel("Submission time (s)")
-        ax.set_ylabel(target.validation_metric)
-        ax.set_title(
-            f"{workload}: {target.validation_metric} "
-            f"({'lower' if target.target_minimize else 'higher'} is better)"
-        )
-        ax.grid(alpha=0.4)
-        ax.legend(loc="best", fontsize="small")
-        path = Path(out_dir) / f"curves_{workload}.png"
-        fig.savefig(path, dpi=110)
-        written.append(path)
-    return written
+    submissions = list(dict.fromkeys(trials["submission"]))
+    return draw_curves_figures(curves_figures(trials, targets, budgets), submissions, out_dir)
+
+
+def write_plots(
+    out_dir: Path | str,
+    profiles: pd.DataFrame,
+    title: str,
+    trials: pd.DataFrame | None,
+    targets: dict[str, WorkloadTarget],
+    budgets: dict[str, float | None] | None = None,
+    workers: PlotWorkers | None = None,
+) -> list[Path]:
+    """`performance_profile_by_score.png` and every `curves_<workload>.png`.
+
+    Args:
+        out_dir: the output folder.
+        profiles, title: as for `plot_performance_profiles`.
+        trials, targets, budgets: as for `plot_validation_curves` (no curves if `trials` is
+            None).
+        workers: draw on these processes (`plot_workers`), else in this one.
+
+    Returns:
+        The written paths, the profile first, then the curves in workload order.
+    """
+    profile = (plot_performance_profiles, profiles, Path(out_dir) / PROFILE_PNG, title)
+    figures = curves_figures(trials, targets, budgets) if trials is not None else []
+    submissions = list(dict.fromkeys(trials["submission"])) if trials is not None else []
+    if workers is None:
+        return [profile[0](*profile[1:]), *draw_curves_figures(figures, submissions, out_dir)]
+    parts = [
+        [(draw_curves_figures, part, submissions, out_dir)]
+        for part in _balanced(figures, workers.count)
+    ]
+    parts = [[profile], *parts] if not parts else [[*parts[0], profile], *parts[1:]]
+    results = workers.executor.submit(_run_calls, parts).result()
+    curves = {p.name: p for r in results if isinstance(r, list) for p in r}
+    return [Path(out_dir) / PROFILE_PNG, *(curves[_curves_png(f)] for f in figures)]
