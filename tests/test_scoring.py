@@ -13,7 +13,7 @@ from PIL import Image
 
 from algoperf_torch.scoring.__main__ import main as scoring_main
 from algoperf_torch.scoring.logs import MalformedLogError, read_logs, read_submission
-from algoperf_torch.scoring.plots import plot_workers, write_plots
+from algoperf_torch.scoring.plots import write_plots
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
     ScoringError,
@@ -26,6 +26,7 @@ from algoperf_torch.scoring.scores import (
     workload_times,
 )
 from algoperf_torch.scoring.targets import WorkloadTarget, load_workload_targets
+from algoperf_torch.scoring.workers import start_workers
 
 INF = math.inf
 DELTA = 3 / 99  # spacing of linspace(1, 4, 100)
@@ -424,7 +425,7 @@ def test_plots_in_parallel_match_plots_in_process(tmp_path):
     (tmp_path / "here").mkdir()
     (tmp_path / "there").mkdir()
     here = write_plots(tmp_path / "here", *args)
-    with plot_workers(2) as workers:
+    with start_workers(2) as workers:
         assert workers is not None  # Linux with fork (the suite runs there)
         there = write_plots(tmp_path / "there", *args, workers=workers)
     names = ["performance_profile_by_score.png", "curves_fastmri.png", "curves_ogbg.png"]
@@ -432,5 +433,5 @@ def test_plots_in_parallel_match_plots_in_process(tmp_path):
     for a, b in zip(here, there):
         assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
     assert np.asarray(Image.open(here[1])).shape == (550, 1100, 3)  # RGB at 110 dpi
-    with plot_workers(1) as workers:
+    with start_workers(1) as workers:
         assert workers is None

@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from algoperf_torch.scoring.logs import read_logs
-from algoperf_torch.scoring.plots import PlotWorkers, plot_workers, write_plots
+from algoperf_torch.scoring.plots import write_plots
 from algoperf_torch.scoring.rules import RULES
 from algoperf_torch.scoring.scores import Scores, ScoringError, score_submissions
 from algoperf_torch.scoring.targets import load_workload_targets
+from algoperf_torch.scoring.workers import Workers, import_matplotlib, start_workers
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,7 +58,7 @@ def _format_table(table: pd.DataFrame) -> str:
 
 
 def _write_outputs(
-    result: Scores, trials: dict[str, pd.DataFrame], args, targets, workers: PlotWorkers | None
+    result: Scores, trials: dict[str, pd.DataFrame], args, targets, workers: Workers | None
 ) -> None:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -89,12 +90,13 @@ def _write_outputs(
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parse_args(argv)
-    # Started first, so that the plotting process imports matplotlib while the logs are read.
-    with contextlib.nullcontext() if args.no_plots else plot_workers() as workers:
+    with contextlib.nullcontext() if args.no_plots else start_workers() as workers:
+        if workers is not None:
+            workers.submit(import_matplotlib)  # there, while this process reads and scores
         return _run(args, workers)
 
 
-def _run(args: argparse.Namespace, workers: PlotWorkers | None) -> int:
+def _run(args: argparse.Namespace, workers: Workers | None) -> int:
     trials, errors = read_logs(args.logs_dir)
     excluded = {s for s in args.exclude.split(",") if s}
     trials = {s: t for s, t in trials.items() if s not in excluded}

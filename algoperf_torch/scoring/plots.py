@@ -14,19 +14,12 @@ scoring it:
   has a dozen artists, not thousands, and the legend one entry per submission;
 - one figure is reused for every workload (building axes and ticks is most of the cost of a
   fresh figure), and PNGs are written as RGB with light compression;
-- with more than one CPU, `plot_workers` forks a process that imports matplotlib while the
-  caller reads and scores the logs; `write_plots` then draws the figures there and on forks
-  of it, in parallel.
+- given `workers.Workers`, `write_plots` draws on that second process and on forks of it,
+  in parallel.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
-import sys
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from algoperf_torch.scoring.targets import WorkloadTarget
+from algoperf_torch.scoring.workers import Workers
 
 LINESTYLES = ("-", "--", ":", "-.")
 # Axes rectangle (left, bottom, width, height, in figure fractions); the legend goes right of it.
 CURVES_SIZE, CURVES_AXES, CURVES_DPI = (10.0, 5.0), (0.075, 0.1, 0.665, 0.82), 110
 PROFILES_SIZE, PROFILES_AXES, PROFILES_DPI = (10.5, 5.5), (0.07, 0.1, 0.69, 0.83), 120
-MAX_WORKERS = 4
 PROFILE_PNG = "performance_profile_by_score.png"
 FIGURE_COST = 30_000  # drawing a figure costs about as much as drawing this many points
 
@@ -76,65 +69,6 @@ def _style(i: int) -> dict:
 
 def _legend_outside(ax, **kwargs) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
-
-
-def _import_matplotlib() -> None:
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-    import PIL.PngImagePlugin  # noqa: F401
-
-
-def _fork_context():
-    """A fork starts without importing anything (the data and matplotlib come with it)."""
-    return multiprocessing.get_context("fork")
-
-
-@dataclass(frozen=True)
-class PlotWorkers:
-    """A process to draw figures on, and how many processes to draw with (`plot_workers`)."""
-
-    executor: Executor
-    count: int
-
-
-@contextlib.contextmanager
-def plot_workers(count: int | None = None) -> Iterator[PlotWorkers | None]:
-    """Start a process that imports matplotlib now, to draw figures later; None on one CPU.
-
-    Enter it before reading the logs: the import (about half a second) then overlaps that
-    work. `write_plots` draws on that process and on `count - 1` forks of it, which start with
-    matplotlib imported. Linux only (elsewhere, and on one CPU, the caller draws).
-
-    Args:
-        count: processes to draw with (default: the usable CPUs, at most `MAX_WORKERS`).
-    """
-    if not sys.platform.startswith("linux"):  # where fork is the default and safe
-        count = 1
-    elif count is None:
-        count = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-    if count < 2:
-        yield None
-        return
-    with ProcessPoolExecutor(1, mp_context=_fork_context()) as executor:
-        executor.submit(_import_matplotlib)
-        yield PlotWorkers(executor, count)
-
-
-def _run_calls(parts: list[list[tuple]]) -> list:
-    """Run each part's `(function, *args)` calls in order, the first part here and each other
-    part on a fork of this process; returns every call's result, parts in order."""
-    if len(parts) < 2:
-        return [result for part in parts for result in _run_part(part)]
-    with ProcessPoolExecutor(len(parts) - 1, mp_context=_fork_context()) as helpers:
-        others = [helpers.submit(_run_part, part) for part in parts[1:]]
-        results = _run_part(parts[0])
-        for job in others:
-            results += job.result()
-    return results
-
-
-def _run_part(calls: list[tuple]) -> list:
-    return [function(*args) for function, *args in calls]
 
 
 def plot_performance_profiles(profiles: pd.DataFrame, path: Path | str, title: str = "") -> Path:
@@ -308,7 +242,7 @@ def write_plots(
     trials: pd.DataFrame | None,
     targets: dict[str, WorkloadTarget],
     budgets: dict[str, float | None] | None = None,
-    workers: PlotWorkers | None = None,
+    workers: Workers | None = None,
 ) -> list[Path]:
     """`performance_profile_by_score.png` and every `curves_<workload>.png`.
 
@@ -317,7 +251,7 @@ def write_plots(
         profiles, title: as for `plot_performance_profiles`.
         trials, targets, budgets: as for `plot_validation_curves` (no curves if `trials` is
             None).
-        workers: draw on these processes (`plot_workers`), else in this one.
+        workers: draw on these processes (`workers.start_workers`), else in this one.
 
     Returns:
         The written paths, the profile first, then the curves in workload order.
@@ -332,6 +266,6 @@ def write_plots(
         for part in _balanced(figures, workers.count)
     ]
     parts = [[profile], *parts] if not parts else [[*parts[0], profile], *parts[1:]]
-    results = workers.executor.submit(_run_calls, parts).result()
+    results = workers.run_parts(parts)
     curves = {p.name: p for r in results if isinstance(r, list) for p in r}
     return [Path(out_dir) / PROFILE_PNG, *(curves[_curves_png(f)] for f in figures)]
