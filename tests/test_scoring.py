@@ -435,3 +435,17 @@ def test_plots_in_parallel_match_plots_in_process(tmp_path):
     assert np.asarray(Image.open(here[1])).shape == (550, 1100, 3)  # RGB at 110 dpi
     with start_workers(1) as workers:
         assert workers is None
+
+
+def test_png_writer_round_trips(tmp_path):
+    from algoperf_torch.scoring.plots import _figure, _save_png
+
+    fig, ax = _figure((3.0, 2.0), (0.1, 0.1, 0.8, 0.8), dpi=50)
+    ax.plot([0, 1, 2], [2, 0, 1], color="C1")
+    ax.set_title("x")
+    _save_png(fig, tmp_path / "a.png")
+    image = Image.open(tmp_path / "a.png")
+    assert image.mode == "RGB" and image.size == (150, 100)
+    assert image.info["dpi"] == pytest.approx((50, 50), abs=0.05)  # stored per metre
+    expected = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    assert np.array_equal(np.asarray(image), expected)

@@ -13,13 +13,15 @@ scoring it:
 - each submission's trials are one line broken by NaNs, not one line per trial, so a figure
   has a dozen artists, not thousands, and the legend one entry per submission;
 - one figure is reused for every workload (building axes and ticks is most of the cost of a
-  fresh figure), and PNGs are written as RGB with light compression;
+  fresh figure), and PNGs are written as RGB with a cheap filter and light compression;
 - given `workers.Workers`, `write_plots` draws on that second process and on forks of it,
   in parallel.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,17 +49,32 @@ def _figure(size: tuple[float, float], rect: tuple[float, float, float, float], 
 
 
 def _save_png(fig, path: Path | str) -> Path:
-    """Render `fig` at its dpi and write an RGB PNG with light compression.
+    """Render `fig` at its dpi and write it as an 8-bit RGB PNG.
 
-    `savefig` writes RGBA at zlib level 6; dropping the (opaque) alpha channel and using level
-    1 makes encoding about twice as fast for files of about the same size.
+    Faster than `savefig` (RGBA, zlib level 6, adaptive filters: ~40 ms a figure here) for a
+    file of about the same size: each row is stored as its difference from the row above
+    (PNG filter 2, "Up"; plots are mostly flat colour), compressed at zlib level 1 (~10 ms).
     """
-    from PIL import Image  # a dependency of matplotlib
-
     fig.canvas.draw()
     rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    Image.fromarray(np.ascontiguousarray(rgb)).save(
-        path, format="png", compress_level=1, dpi=(fig.dpi, fig.dpi)
+    height, width = rgb.shape[:2]
+    rows = rgb.reshape(height, width * 3)
+    filtered = np.empty((height, width * 3 + 1), np.uint8)
+    filtered[:, 0] = 2  # the filter type of each row
+    filtered[0, 1:] = rows[0]  # the row above the first is zeros
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # mod 256, as PNG wants
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    dots_per_metre = round(fig.dpi / 0.0254)
+    Path(path).write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"pHYs", struct.pack(">IIB", dots_per_metre, dots_per_metre, 1))
+        + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1))
+        + chunk(b"IEND", b"")
     )
     return Path(path)
 

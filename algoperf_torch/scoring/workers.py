@@ -30,7 +30,6 @@ def import_matplotlib() -> None:
     """What drawing imports (about half a second)."""
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
-    import PIL.PngImagePlugin  # noqa: F401
 
 
 def _fork_context():
