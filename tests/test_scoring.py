@@ -12,7 +12,12 @@ import pytest
 from PIL import Image
 
 from algoperf_torch.scoring.__main__ import main as scoring_main
-from algoperf_torch.scoring.logs import MalformedLogError, read_logs, read_submission
+from algoperf_torch.scoring.logs import (
+    MalformedLogError,
+    read_logs,
+    read_submission,
+    read_trial_csv,
+)
 from algoperf_torch.scoring.plots import write_plots
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
@@ -21,6 +26,7 @@ from algoperf_torch.scoring.scores import (
     count_warnings,
     performance_ratios,
     score_submissions,
+    scored_column,
     study_times,
     trial_times,
     workload_times,
@@ -449,3 +455,21 @@ def test_png_writer_round_trips(tmp_path):
     assert image.info["dpi"] == pytest.approx((50, 50), abs=0.05)  # stored per metre
     expected = np.asarray(fig.canvas.buffer_rgba())[..., :3]
     assert np.array_equal(np.asarray(image), expected)
+
+
+def test_reading_only_the_scored_columns(tmp_path):
+    path = tmp_path / "eval_measurements.csv"
+    path.write_text(
+        "score,train/note,validation/accuracy,global_step,validation/loss\n"
+        "1.0,warmup,0.5,1,2.0\n"
+        "2.0,,0.9,2,\n"
+    )
+    values = read_trial_csv(path, scored_column)
+    assert sorted(values) == ["global_step", "score", "validation/accuracy", "validation/loss"]
+    assert values["validation/accuracy"].tolist() == [0.5, 0.9]
+    assert np.isnan(values["validation/loss"][1])
+    with pytest.raises(MalformedLogError, match="cannot read"):
+        read_trial_csv(path)  # every column: 'warmup' is not a number
+    path.write_text("score,train/loss,validation/accuracy\n1.0,2.0,oops\n")
+    with pytest.raises(MalformedLogError, match="cannot read"):
+        read_trial_csv(path, scored_column)  # a scored column still must be

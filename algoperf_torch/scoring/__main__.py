@@ -25,7 +25,7 @@ import pandas as pd
 from algoperf_torch.scoring.logs import read_logs
 from algoperf_torch.scoring.plots import write_plots
 from algoperf_torch.scoring.rules import RULES
-from algoperf_torch.scoring.scores import Scores, ScoringError, score_submissions
+from algoperf_torch.scoring.scores import Scores, ScoringError, score_submissions, scored_column
 from algoperf_torch.scoring.targets import load_workload_targets
 from algoperf_torch.scoring.workers import Workers, import_matplotlib, start_workers
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, workers: Workers | None) -> int:
-    trials, errors = read_logs(args.logs_dir)
+    trials, errors = read_logs(args.logs_dir, scored_column)  # the other columns unconverted
     excluded = {s for s in args.exclude.split(",") if s}
     trials = {s: t for s, t in trials.items() if s not in excluded}
     targets, problems = load_workload_targets(args.conf_dir)

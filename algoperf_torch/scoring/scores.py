@@ -35,6 +35,11 @@ from algoperf_torch.scoring.targets import WorkloadTarget
 TIME_COLUMNS = ("score", "accumulated_submission_time")  # first present wins
 
 
+def scored_column(name: str) -> bool:
+    """Whether scoring (and plotting) reads this CSV column: `read_logs(..., scored_column)`."""
+    return name.startswith("validation/") or name in TIME_COLUMNS or name == "global_step"
+
+
 class ScoringError(ValueError):
     """Logs that cannot be scored as asked (unknown workload, strict-mode count mismatch...)."""
 
