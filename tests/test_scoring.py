@@ -18,7 +18,7 @@ from algoperf_torch.scoring.logs import (
     read_submission,
     read_trial_csv,
 )
-from algoperf_torch.scoring.plots import write_plots
+from algoperf_torch.scoring.plots import curves_figures, draw_curves_figures, write_plots
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
     ScoringError,
@@ -473,3 +473,20 @@ def test_reading_only_the_scored_columns(tmp_path):
     path.write_text("score,train/loss,validation/accuracy\n1.0,2.0,oops\n")
     with pytest.raises(MalformedLogError, match="cannot read"):
         read_trial_csv(path, scored_column)  # a scored column still must be
+
+
+def test_a_copied_legend_matches_a_drawn_one(tmp_path):
+    # Two workloads with the same legend entries: the second figure gets the first one's
+    # legend pixels; it must equal the same figure drawn on its own.
+    for sub in ("A", "B"):
+        for workload, top in (("ogbg", 0.7), ("wmt", 0.95)):
+            write_trial(tmp_path / "logs", sub, "study_0", workload, 1, [0.1, top], [1, 9])
+    trials = pd.concat(read_logs(tmp_path / "logs")[0].values(), ignore_index=True)
+    figures = curves_figures(trials, _targets(), {"ogbg": 8.0, "wmt": 9.0})
+    for name, drawn in (("both", figures), ("alone", figures[1:])):
+        (tmp_path / name).mkdir()
+        draw_curves_figures(drawn, ["A", "B"], tmp_path / name)
+    both, alone = (
+        np.asarray(Image.open(tmp_path / d / "curves_wmt.png")) for d in ("both", "alone")
+    )
+    assert np.array_equal(both, alone)
