@@ -14,6 +14,8 @@ scoring it:
   has a dozen artists, not thousands, and the legend one entry per submission;
 - one figure is reused for every workload (building axes and ticks is most of the cost of a
   fresh figure), and PNGs are written as RGB with a cheap filter and light compression;
+- a legend is drawn once per set of entries and its pixels copied into the next figures with
+  the same entries (the target's value is in the title, so most figures share one legend);
 - given `workers.Workers`, `write_plots` draws on that second process and on forks of it,
   in parallel.
 """
