@@ -9,9 +9,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from algoperf_torch.scoring.__main__ import main as scoring_main
-from algoperf_torch.scoring.logs import MalformedLogError, read_logs, read_submission
+from algoperf_torch.scoring.logs import (
+    MalformedLogError,
+    read_logs,
+    read_submission,
+    read_trial_csv,
+)
+from algoperf_torch.scoring.plots import curves_figures, draw_curves_figures, write_plots
 from algoperf_torch.scoring.rules import BASE_WORKLOADS, RULES
 from algoperf_torch.scoring.scores import (
     ScoringError,
@@ -19,11 +26,13 @@ from algoperf_torch.scoring.scores import (
     count_warnings,
     performance_ratios,
     score_submissions,
+    scored_column,
     study_times,
     trial_times,
     workload_times,
 )
 from algoperf_torch.scoring.targets import WorkloadTarget, load_workload_targets
+from algoperf_torch.scoring.workers import start_workers
 
 INF = math.inf
 DELTA = 3 / 99  # spacing of linspace(1, 4, 100)
@@ -298,7 +307,9 @@ def test_reads_reference_layout_with_late_columns(tmp_path):
     assert per_trial.loc[0, "eval_index"] == 1
 
 
-def test_study_winner_ties_go_to_the_first_trial():
+def test_study_winner_ties_go_to_the_smallest_time():
+    # trial_2 and trial_3 both reach at eval 3: the faster one wins, not the lower number;
+    # trial_10 is faster still but reaches one eval later.
     per_trial = pd.DataFrame(
         [
             {
@@ -309,11 +320,24 @@ def test_study_winner_ties_go_to_the_first_trial():
                 "eval_index": idx,
                 "time_to_target": t,
             }
-            for i, idx, t in ((1, -1, INF), (2, 3, 50.0), (3, 3, 40.0), (10, 4, 10.0))
+            for i, idx, t in ((1, -1, INF), (2, 3, 50.0), (3, 3, 40.0), (10, 4, 10.0), (4, 3, 40.0))
         ]
     )
     row = study_times(per_trial).iloc[0]
-    assert (row["winner"], row["time"]) == ("trial_2", 50.0)
+    assert (row["winner"], row["time"]) == ("trial_3", 40.0)  # equal times: the first read
+
+
+def test_tie_on_eval_index_from_logs(tmp_path):
+    # The shape of v0.6 shampoo/study_0/fastmri: trial_2 and trial_5 first reach the target at
+    # the same eval, trial_5 in less time. The study's time is trial_5's, so the median over
+    # the three studies is 640.8 (the lowest-trial-number rule would give 841.2).
+    for j in range(3):
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 1, [0.1, 0.2, 0.3], [100, 200, 300])
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 2, [0.1, 0.3, 0.8], [280, 560, 841.2])
+        write_trial(tmp_path, "A", f"study_{j}", "fastmri", 5, [0.1, 0.3, 0.9], [210, 420, 640.8])
+    per_study = study_times(trial_times(read_submission(tmp_path / "A"), _targets()))
+    assert per_study["winner"].tolist() == ["trial_5"] * 3
+    assert workload_times(per_study).loc["A", "fastmri"] == 640.8
 
 
 def test_dev_mode_cli_writes_outputs(tmp_path, capsys):
@@ -388,3 +412,81 @@ def test_strict_mode_and_empty_logs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ScoringError, match="no trial logs"):
         score_submissions(read_logs(tmp_path / "empty")[0], {}, RULES["v0.6"])
+
+
+def test_plots_in_parallel_match_plots_in_process(tmp_path):
+    # Three submissions, one without logs for fastmri (its line and legend entry are hidden),
+    # one trial with NaN evals; drawn on one reused figure, in this process or on two.
+    for k, sub in enumerate(("A", "B", "C")):
+        for workload in ("ogbg", "fastmri") if sub != "C" else ("ogbg",):
+            for t in (1, 2):
+                metric = [0.1 * k, 0.4, np.nan if sub == "B" else 0.5, 0.5 + 0.1 * t]
+                times = [10, 20, 30, 40 + 5 * k]
+                write_trial(tmp_path / "logs", sub, "study_0", workload, t, metric, times)
+    trials, _ = read_logs(tmp_path / "logs")
+    all_trials = pd.concat(trials.values(), ignore_index=True)
+    profiles = pd.DataFrame([[0.5, 1.0], [0.0, 0.5], [0.0, 0.0]], index=["A", "B", "C"])
+    profiles.columns = [1.0, 4.0]
+    args = (profiles, "t", all_trials, _targets(), {"ogbg": 25.0})
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    here = write_plots(tmp_path / "here", *args)
+    with start_workers(2) as workers:
+        assert workers is not None  # Linux with fork (the suite runs there)
+        there = write_plots(tmp_path / "there", *args, workers=workers)
+    names = ["performance_profile_by_score.png", "curves_fastmri.png", "curves_ogbg.png"]
+    assert [p.name for p in here] == [p.name for p in there] == names
+    for a, b in zip(here, there):
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b))), a.name
+    assert np.asarray(Image.open(here[1])).shape == (550, 1100, 3)  # RGB at 110 dpi
+    with start_workers(1) as workers:
+        assert workers is None
+
+
+def test_png_writer_round_trips(tmp_path):
+    from algoperf_torch.scoring.plots import _figure, _save_png
+
+    fig, ax = _figure((3.0, 2.0), (0.1, 0.1, 0.8, 0.8), dpi=50)
+    ax.plot([0, 1, 2], [2, 0, 1], color="C1")
+    ax.set_title("x")
+    _save_png(fig, tmp_path / "a.png")
+    image = Image.open(tmp_path / "a.png")
+    assert image.mode == "RGB" and image.size == (150, 100)
+    assert image.info["dpi"] == pytest.approx((50, 50), abs=0.05)  # stored per metre
+    expected = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    assert np.array_equal(np.asarray(image), expected)
+
+
+def test_reading_only_the_scored_columns(tmp_path):
+    path = tmp_path / "eval_measurements.csv"
+    path.write_text(
+        "score,train/note,validation/accuracy,global_step,validation/loss\n"
+        "1.0,warmup,0.5,1,2.0\n"
+        "2.0,,0.9,2,\n"
+    )
+    values = read_trial_csv(path, scored_column)
+    assert sorted(values) == ["global_step", "score", "validation/accuracy", "validation/loss"]
+    assert values["validation/accuracy"].tolist() == [0.5, 0.9]
+    assert np.isnan(values["validation/loss"][1])
+    with pytest.raises(MalformedLogError, match="cannot read"):
+        read_trial_csv(path)  # every column: 'warmup' is not a number
+    path.write_text("score,train/loss,validation/accuracy\n1.0,2.0,oops\n")
+    with pytest.raises(MalformedLogError, match="cannot read"):
+        read_trial_csv(path, scored_column)  # a scored column still must be
+
+
+def test_a_copied_legend_matches_a_drawn_one(tmp_path):
+    # Two workloads with the same legend entries: the second figure gets the first one's
+    # legend pixels; it must equal the same figure drawn on its own.
+    for sub in ("A", "B"):
+        for workload, top in (("ogbg", 0.7), ("wmt", 0.95)):
+            write_trial(tmp_path / "logs", sub, "study_0", workload, 1, [0.1, top], [1, 9])
+    trials = pd.concat(read_logs(tmp_path / "logs")[0].values(), ignore_index=True)
+    figures = curves_figures(trials, _targets(), {"ogbg": 8.0, "wmt": 9.0})
+    for name, drawn in (("both", figures), ("alone", figures[1:])):
+        (tmp_path / name).mkdir()
+        draw_curves_figures(drawn, ["A", "B"], tmp_path / name)
+    both, alone = (
+        np.asarray(Image.open(tmp_path / d / "curves_wmt.png")) for d in ("both", "alone")
+    )
+    assert np.array_equal(both, alone)
