@@ -57,17 +57,24 @@ def _format_table(table: pd.DataFrame) -> str:
     return shown.to_string()
 
 
+def _write_csv(frame, path, index: bool = True) -> None:
+    """``frame.to_csv`` written atomically (a killed run leaves the old file or the new one)."""
+    from algoperf_torch.logs import atomic_write_text
+
+    atomic_write_text(str(path), frame.to_csv(index=index))
+
+
 def _write_outputs(
     result: Scores, trials: dict[str, pd.DataFrame], args, targets, workers: Workers | None
 ) -> None:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    result.times.to_csv(out / "time_to_targets.csv")
-    result.scored_times.to_csv(out / "scored_times.csv")
-    result.profiles.to_csv(out / "performance_profile_score.csv")
-    result.scores.to_frame().to_csv(out / "scores.csv")
+    _write_csv(result.times, out / "time_to_targets.csv")
+    _write_csv(result.scored_times, out / "scored_times.csv")
+    _write_csv(result.profiles, out / "performance_profile_score.csv")
+    _write_csv(result.scores.to_frame(), out / "scores.csv")
     for submission, group in result.per_trial.groupby("submission", sort=False):
-        group.to_csv(out / f"{submission}_summary.csv", index=False)
+        _write_csv(group, out / f"{submission}_summary.csv", index=False)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

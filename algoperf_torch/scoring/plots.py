@@ -13,7 +13,7 @@ scoring it:
 - each submission's trials are one line broken by NaNs, not one line per trial, so a figure
   has a dozen artists, not thousands, and the legend one entry per submission;
 - one figure is reused for every workload (building axes and ticks is most of the cost of a
-  fresh figure), and PNGs are written as RGB with a cheap filter and light compression;
+  fresh figure), and PNGs are written as RGB by Pillow with light compression, atomically;
 - a legend is drawn once per set of entries and its pixels copied into the next figures with
   the same entries (the target's value is in the title, so most figures share one legend);
 - given `workers.Workers`, `write_plots` draws on that second process and on forks of it,
@@ -22,14 +22,14 @@ scoring it:
 
 from __future__ import annotations
 
-import struct
-import zlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from algoperf_torch.logs import atomic_write_bytes
 from algoperf_torch.scoring.targets import WorkloadTarget
 from algoperf_torch.scoring.workers import Workers
 
@@ -57,31 +57,16 @@ def _render(fig) -> np.ndarray:
 
 
 def _write_png(rgb: np.ndarray, path: Path | str, dpi: float) -> Path:
-    """Write (height, width, 3) uint8 pixels as an 8-bit RGB PNG.
+    """Write (height, width, 3) uint8 pixels as an 8-bit RGB PNG, atomically.
 
-    Faster than `savefig` (RGBA, zlib level 6, adaptive filters: ~40 ms a figure here) for a
-    file of about the same size: each row is stored as its difference from the row above
-    (PNG filter 2, "Up"; plots are mostly flat colour), compressed at zlib level 1 (~10 ms).
+    Pillow (matplotlib's own PNG dependency) at zlib level 1 without the alpha channel:
+    about half of ``savefig``'s encoding time (RGBA, level 6) for a file of about the same size.
     """
-    height, width = rgb.shape[:2]
-    rows = rgb.reshape(height, width * 3)
-    filtered = np.empty((height, width * 3 + 1), np.uint8)
-    filtered[:, 0] = 2  # the filter type of each row
-    filtered[0, 1:] = rows[0]  # the row above the first is zeros
-    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # mod 256, as PNG wants
+    from PIL import Image
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    dots_per_metre = round(dpi / 0.0254)
-    Path(path).write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"pHYs", struct.pack(">IIB", dots_per_metre, dots_per_metre, 1))
-        + chunk(b"IDAT", zlib.compress(filtered.tobytes(), 1))
-        + chunk(b"IEND", b"")
-    )
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="png", compress_level=1, dpi=(dpi, dpi))
+    atomic_write_bytes(str(path), buf.getvalue())
     return Path(path)
 
 
