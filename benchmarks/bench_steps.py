@@ -6,8 +6,9 @@ point, through ``submission.OptimizerSubmission.update_params`` itself. Each wor
 eager and compiled (``runner.maybe_compile``: the YAML's ``compile`` choice, or ``model`` where
 the YAML says ``off``), the two alternating step by step after warm-up so machine load hits both
 alike. FLOPs of one step (forward and backward) come from ``FlopCounterMode``; the fp32 GEMM and
-channels-last 3x3 convolution peaks are measured in the same run. Each workload runs in its own
-process (clean memory high-water, fresh ``torch.compile`` caches) unless ``--in-process``.
+channels-last 3x3 convolution peaks are measured before and after the workloads, in the same
+run. Each workload runs in its own process (clean memory high-water, an empty inductor cache)
+unless ``--in-process``. The columns are explained in README.md, "Speed".
 
     python benchmarks/bench_steps.py                              # every workload, CPU
     python benchmarks/bench_steps.py --workloads cifar imagenet_resnet --steps 7 --json
@@ -424,6 +425,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--peak-repeats", type=int, default=5, help="peak readings; the best counts")
     p.add_argument("--in-process", action="store_true", help="no subprocess per workload")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--json-out", metavar="PATH", help="also write the JSON to PATH")
     p.add_argument("--row-out", help=argparse.SUPPRESS)  # a child writes its one row here
     args = p.parse_args(argv)
     if args.tf32 and args.device != "cuda":
@@ -491,17 +493,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.args[0]}", file=sys.stderr)
         return 2
     machine = machine_info(args.device, args.tf32)
-    peaks = measure_peaks(args.device, args.gemm_size, repeats=args.peak_repeats)
+    start = measure_peaks(args.device, args.gemm_size, repeats=args.peak_repeats)
     rows = []
     for name in names:
         row = bench_workload(name, options) if args.in_process else run_child(name, args)
-        rows.append(summarize(row, peaks))
-        if not args.json:
-            print(f"{name}: done", file=sys.stderr, flush=True)
-    if args.json:
-        print(json.dumps({"machine": machine, "peaks": peaks, "workloads": rows}, indent=1))
-    else:
-        print(format_table(rows, peaks, machine))
+        rows.append(row)
+        print(f"{name}: {row.get('error', 'done')}", file=sys.stderr, flush=True)
+    # Read again at the end, the best of both kept: a peak read while the machine was busy
+    # would flatter every workload's % of it.
+    end = measure_peaks(args.device, args.gemm_size, repeats=args.peak_repeats)
+    peaks = {**start, **{k: max(start[k], end[k]) for k in ("gemm_gflops", "conv_gflops")}}
+    peaks["readings"] = {"start": start, "end": end}
+    rows = [summarize(row, peaks) for row in rows]
+    result = {"machine": machine, "peaks": peaks, "workloads": rows}
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=1)
+    print(json.dumps(result, indent=1) if args.json else format_table(rows, peaks, machine))
     return 0
 
 
