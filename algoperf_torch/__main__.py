@@ -316,6 +316,18 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def _log_to_files_only(message: str) -> None:
+    """Record an error in the job's log file, but not on the console (``error: ...`` is printed).
+
+    Hydra's console handler writes to stdout: logging the error there as well as printing it
+    showed every start-up error twice.
+    """
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def main() -> None:
     """Check the command line, then hand it to Hydra."""
     try:
@@ -331,9 +343,10 @@ def main() -> None:
         try:
             return run(cfg)
         except (config_check.ConfigError, ValueError, KeyError, FileNotFoundError) as e:
-            log.error("%s: %s", type(e).__name__, e)
             if _in_multirun():
+                log.error("%s: %s", type(e).__name__, e)
                 raise  # the study sweeper records the failed trial and runs the others
+            _log_to_files_only(f"{type(e).__name__}: {e}")
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 

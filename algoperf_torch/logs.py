@@ -140,8 +140,8 @@ class MetricsLogger:
         is_eval: bool = False,
     ) -> None:
         row = {k: _scalar(v) for k, v in metrics.items()}
-        self.last_scalars = dict(row)
         row["global_step"] = global_step
+        self.last_scalars = dict(row)  # with its step: the progress display marks a stale loss
         if preemption_count is not None:
             row["preemption_count"] = preemption_count
         self._table.append(row)

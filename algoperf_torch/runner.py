@@ -429,7 +429,7 @@ class Trial:
 
     def _snapshot(self, state: TrainState, result: TrialResult) -> Snapshot:
         metric_key = f"validation/{self.workload.config.target_metric}"
-        last = result.eval_results[-1][1] if result.eval_results else {}
+        last_step, last = result.eval_results[-1] if result.eval_results else (None, {})
         ml = self.workload.metrics_logger
         scalars = getattr(ml, "last_scalars", {}) if ml is not None else {}
         return Snapshot(
@@ -442,6 +442,8 @@ class Trial:
             metric=last.get(metric_key),
             target=self.workload.config.validation_target,
             target_minimize=self.workload.config.target_minimize,
+            metric_step=last_step,
+            max_steps=self.settings.max_steps,
         )
 
 

@@ -27,10 +27,26 @@ def test_every_workload_and_optimizer_compose():
         assert sub.get_batch_size(name) > 0, (workload, optimizer)
 
 
-def test_unknown_workload_exits_nonzero_listing_valid_names():
-    proc = run_cli(["workload=nosuch"])
-    assert proc.returncode != 0
-    assert "unknown workload 'nosuch'" in proc.stderr and "mnist" in proc.stderr
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("workload=nosuch", "unknown workload 'nosuch'; valid names: cifar, digits,"),
+        ("optimizer=nosuch", "unknown optimizer 'nosuch'; valid names: adafactor, adamw,"),
+        ("max_steps=abc", "max_steps='abc'; expected an integer or null"),
+        ("resume=true", "holds no checkpoint_<step> file: nothing to resume"),
+    ],
+)
+def test_start_up_errors_exit_2_and_print_the_message_once(tmp_path, override, message):
+    # The first two fail before Hydra starts, the others inside the Hydra job (whose log file
+    # also keeps the record); either way the console shows one "error: ..." line.
+    proc = run_cli([override, f"experiment_dir={tmp_path}"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert (proc.stdout + proc.stderr).count(message) == 1, proc.stdout + proc.stderr
+    if override.startswith(("max_steps", "resume")):
+        (job_log,) = tmp_path.glob("*/*/trial_1/__main__.log")
+        assert message in job_log.read_text()
 
 
 def test_unknown_optimizer_and_keys_list_valid_names():

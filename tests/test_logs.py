@@ -45,6 +45,12 @@ def test_columns_sorted_at_first_row_then_appended(tmp_path):
     assert len(list(csv.reader(open(tmp_path / "m.csv")))) == 4
 
 
+def test_metrics_logger_keeps_the_last_scalars_with_their_step(tmp_path):
+    logger = logs.MetricsLogger(CsvTable(str(tmp_path / "m.csv")))
+    logger.append_scalar_metrics({"loss": 0.5}, global_step=7)
+    assert logger.last_scalars == {"loss": 0.5, "global_step": 7}  # the display's stale-loss mark
+
+
 def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     table = CsvTable(str(tmp_path / "m.csv"))
     table.append({"a": 1})

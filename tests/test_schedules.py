@@ -64,7 +64,7 @@ def test_warmup_linear_decay_matches_float32_optax() -> None:
     w, d = 50, int((1000 - 50) * 0.9)
     for t in [0, 1, 7, 49, 50, 51, 300, w + d - 1, w + d, w + d + 500]:
         ref = _optax_poly_f32(0.0, lr, w, t) if t < w else _optax_poly_f32(lr, lr * 0.001, d, t - w)
-        assert f(t) == ref / lr, t
+        assert f(t) == ref / lr, t  # exact: the same correctly rounded float32 ops, same order
     assert f(0) == 0.0
     assert f(w) == pytest.approx(1.0, rel=1e-7)
     assert f(w + d) == pytest.approx(0.001, rel=1e-6)

@@ -125,27 +125,11 @@ def test_plain_progress_logs_lines(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="algoperf_torch")
     run_trial(tmp_path, ["max_steps=3", "progress=plain"])
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
-    assert lines and "steps/s" in lines[-1] and "val accuracy" in lines[-1]
-    assert "target > 0.96" in lines[-1]
-
-
-def test_live_progress_renders_on_a_terminal():
-    import io
-
-    from algoperf_torch.progress import Progress, Snapshot, describe
-
-    progress = Progress("live", interval=0.0)
-    with progress:
-        buffer = io.StringIO()
-        progress._live.console.file = buffer
-        progress.update(Snapshot(5, 1.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), force=True)
-        progress.update(Snapshot(9, 2.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), force=True)
-    assert progress._live is None
-    assert "step 9 | loss 0.4200 @4 |" in buffer.getvalue()  # a stale loss shows its step
-    fresh = describe(Snapshot(5, 1.5, 30, 0.42, 4, "accuracy", 0.9, 0.96, False), 10.0)
-    assert fresh.startswith("step 5 | loss 0.4200 | 10.0 steps/s | time 1.5/30 s")
-    with pytest.raises(ValueError, match="progress='fancy'"):
-        Progress("fancy")
+    # The runner's snapshot: max_steps, a fresh loss, the budget, the last eval and its step.
+    assert lines and lines[-1].startswith("step 3/3 | loss ") and " steps/s | " in lines[-1]
+    assert " s/30.0 s (" in lines[-1] and " s left" in lines[-1]
+    assert "| val accuracy " in lines[-1] and "@3 (target > 0.96, " in lines[-1]
+    assert "@2 |" not in lines[-1]  # the loss logged at step index 2 is the latest one
 
 
 @pytest.mark.slow
