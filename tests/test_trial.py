@@ -102,6 +102,12 @@ def test_wandb_offline_logs_config_evals_and_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     summary = run_trial(tmp_path, ["logger=wandb", "max_steps=5"])
+    # run.finish() returns before W&B's service process has flushed the offline file (under
+    # load the test read a bare header); teardown waits for the service to shut down, as the
+    # CLI's exit does.
+    import wandb
+
+    wandb.teardown()
     trial = tmp_path / "digits_nadamw" / "digits_pytorch" / "trial_1"
     runs = list((trial / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
