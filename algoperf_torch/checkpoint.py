@@ -95,12 +95,6 @@ def list_checkpoints(trial_dir: str, complete: bool = False) -> list[tuple[int, 
     return [(step, os.path.join(trial_dir, name)) for step, name in sorted(found)]
 
 
-def latest_checkpoint(trial_dir: str) -> str | None:
-    """The path of the checkpoint with the highest global step, or None if there is none."""
-    found = list_checkpoints(trial_dir)
-    return found[-1][1] if found else None
-
-
 def _optimizer_entries(optimizer_state: Any) -> dict[str, Any]:
     """Each entry's ``state_dict()``, or the entry itself where it has none."""
     entries = (

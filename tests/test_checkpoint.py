@@ -236,7 +236,7 @@ def test_resume_is_refused_when_there_is_nothing_to_continue(tmp_path):
         prepare_trial_dir(str(trial), overwrite=False)
     (trial / "summary.json").unlink()  # results dropped: the checkpoint is stale and goes too
     prepare_trial_dir(str(trial), overwrite=False)
-    assert checkpoint.latest_checkpoint(str(trial)) is None
+    assert checkpoint.list_checkpoints(str(trial)) == []
 
 
 def test_first_resumed_step_is_eval_eligible_and_times_continue(tmp_path, monkeypatch):
