@@ -295,8 +295,9 @@ class Trial:
         this rank's RNG and pipeline states, and the CSVs cut back to that checkpoint's rows.
 
         As the reference: accumulated times continue; ``last_eval_time`` is the previous
-        process's absolute time, so the first resumed step is eval-eligible (evals do not move
-        the training RNGs, so this changes no training step). Unlike the reference, the train
+        process's absolute time, so after a restart longer than ``eval_period`` the first resumed
+        step is eval-eligible (evals do not move the training RNGs, so this changes no training
+        step). Unlike the reference, the train
         pipeline continues from its position, every rank's RNG states are restored and DDP
         wrapping is kept: the resumed trial trains on exactly the batches, dropout masks and
         augmentations of an uninterrupted one.
