@@ -105,6 +105,11 @@ def load_submission(path: str) -> FileSubmission:
         raise SubmissionError(imports.explain_missing(e)) from e
     except SubmissionImportError as e:
         raise SubmissionError(str(e)) from e
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+        message = hardware_message(e, "its import", path)
+        if message is None:
+            raise
+        raise SubmissionHardwareError(message) from e
     missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         raise SubmissionError(
@@ -142,6 +147,8 @@ class FileSubmission:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names __init__ did not set: the module's other attributes.
+        if name == "module":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.module, name)
 
     def _wrap(self, name: str, fn):

@@ -295,6 +295,16 @@ def ddp_submission(tmp_path):
     )
 
 
+def test_cuda_at_import_time_is_a_hardware_error(tmp_path, monkeypatch):
+    sub = write(
+        tmp_path / "cuda_import" / "submission.py",
+        'raise AssertionError("Torch not compiled with CUDA enabled")\n',
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SubmissionHardwareError, match="its import .at submission.py:1. calls CUDA"):
+        load_submission(str(sub))
+
+
 def test_process_group_assumption_is_a_hardware_error(tmp_path):
     with pytest.raises(SubmissionHardwareError) as info:
         run_trial(
