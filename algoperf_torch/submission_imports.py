@@ -65,8 +65,6 @@ IMPORT_TO_DISTRIBUTION = {
     "google.protobuf": "protobuf",
     "skimage": "scikit-image",
     "tensorflow_datasets": "tensorflow-datasets",
-    "jraph": "jraph",
-    "flax": "flax",
 }
 
 
@@ -161,11 +159,14 @@ class SubmissionImports:
             return False
 
     def _entry(self, directory: str, name: str) -> str | None:
-        """``name`` inside ``directory`` as a module file or package folder, or None."""
+        """``name`` inside ``directory`` as Python finds it: a package folder, else a module
+        file, else a namespace folder; or None."""
+        folder = os.path.join(directory, name)
+        if os.path.isfile(os.path.join(folder, "__init__.py")):
+            return folder
         file = os.path.join(directory, name + ".py")
         if os.path.isfile(file):
             return file
-        folder = os.path.join(directory, name)
         if os.path.isdir(folder) and self._is_package_dir(folder):
             return folder
         return None
@@ -244,7 +245,14 @@ class SubmissionImports:
             if not candidates:
                 return None
             depth = min(c.count(os.sep) for c in candidates)
-            shallowest = [c for c in candidates if c.count(os.sep) == depth]
+            # One per folder, the one Python would import from it (x/ or x.py).
+            shallowest = sorted(
+                {
+                    self._entry(os.path.dirname(c), fullname)
+                    for c in candidates
+                    if c.count(os.sep) == depth
+                }
+            )
             if len(shallowest) > 1:
                 raise SubmissionImportError(
                     f"import {fullname!r} in submission {self.root} is ambiguous: "

@@ -231,6 +231,15 @@ def test_ambiguous_sibling_name_names_both_candidates(tmp_path):
         load_submission_module(str(sub))
 
 
+def test_package_folder_wins_over_a_module_file_beside_it(tmp_path):
+    # As Python's own finder: twin/__init__.py before twin.py in the same folder.
+    root = tmp_path / "pkg_first"
+    write(root / "twin.py", "raise AssertionError('the module file was imported')\n")
+    write(root / "twin" / "__init__.py", MAKE_OPTIMIZER)
+    sub = submission(root, "from twin import make_optimizer")
+    assert callable(load_submission_module(str(sub)).make_optimizer)
+
+
 @pytest.mark.parametrize(
     "where,declaration,expected",
     [
