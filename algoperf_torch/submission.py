@@ -170,15 +170,13 @@ class FileSubmission:
         return call
 
 
-_CUDA_MARKERS = re.compile(
-    r"NVIDIA driver|not compiled with CUDA|No CUDA GPUs|CUDA driver|CUDA error|\bcuda\b|"
-    r"\bCUDA\b|nccl",
-    re.IGNORECASE,
-)
+# What torch says when code asks for CUDA on a machine without it (only read when
+# torch.cuda.is_available() is False), and when code needs a process group it does not have.
+_CUDA_MARKERS = re.compile(r"NVIDIA driver|not compiled with CUDA|\bCUDA\b|\bnccl\b", re.I)
 _PROCESS_GROUP_MARKERS = re.compile(
-    r"process group has not been initialized|init_process_group|world_size|"
-    r"distributed to be initialized|num_trainers_per_group|trainers per group",
-    re.IGNORECASE,
+    r"process group has not been initialized|distributed to be initialized|"
+    r"num_trainers_per_group|trainers per group",
+    re.I,
 )
 
 

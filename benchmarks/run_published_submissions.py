@@ -60,12 +60,20 @@ def find_submissions(root: str) -> list[tuple[str, str, str]]:
 
 
 def run_one(
-    folder: str, ruleset: str, out_dir: str, steps: int, device: str | None, timeout: float
+    folder: str,
+    ruleset: str,
+    out_dir: str,
+    steps: int,
+    device: str | None,
+    timeout: float,
+    max_runtime: float,
 ) -> dict:
     args = [
         "workload=mnist",
         "data=synthetic",
         f"max_steps={steps}",
+        # A loaded machine must not end a 20-step smoke run on the time budget.
+        f"workload.max_runtime={max_runtime}",
         "optimizer=file",
         f"optimizer.path={folder}/submission.py",
         f"experiment_dir={out_dir}",
@@ -97,14 +105,21 @@ def run_one(
         for d, _, files in os.walk(out_dir)
         if "summary.json" in files
     ]
-    step = json.load(open(summaries[0])).get("global_step") if summaries else None
+    summary = json.load(open(summaries[0])) if summaries else {}
+    step = summary.get("global_step")
     errors = [line[len("error: ") :] for line in output.splitlines() if line.startswith("error: ")]
-    message = errors[-1] if errors else (output.strip().splitlines() or [""])[-1]
+    if errors:
+        message = errors[-1]
+    elif summary:
+        message = f"stopped at step {step}: stop_reason={summary.get('stop_reason')}"
+    else:
+        message = (output.strip().splitlines() or [""])[-1]
     imported = not (errors and ("imports" in message or "does not define" in message))
     return {
         "folder": folder,
         "rc": rc,
         "steps": step,
+        "stop_reason": summary.get("stop_reason"),
         "seconds": round(time.monotonic() - start, 1),
         "imports": imported and rc != "timeout" or step is not None,
         # A traceback or message through init_optimizer_state means the submission got there.
@@ -122,7 +137,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--only", default="", help="run only folders whose path contains this")
     parser.add_argument("--device", default=None, help="device=... for the runs (cpu, cuda)")
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per submission")
+    parser.add_argument(
+        "--max-runtime", type=float, default=3600, help="workload.max_runtime for the runs"
+    )
     args = parser.parse_args()
     rows = []
     for board, ruleset, folder in find_submissions(os.path.abspath(args.root)):
@@ -140,6 +158,7 @@ def main() -> None:
                 args.steps,
                 args.device,
                 args.timeout,
+                args.max_runtime,
             ),
         }
         rows.append(row)
