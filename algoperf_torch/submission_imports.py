@@ -45,7 +45,7 @@ import sys
 import types
 from collections.abc import Iterator
 
-SKIP_DIRS = {"__pycache__", "logs", "node_modules"}
+SKIP_DIRS = {"__pycache__", "logs", "node_modules", "site-packages", "venv"}
 MAX_TREE_FILES = 5000  # a submission folder is small; a home folder passed by mistake is not
 REQUIREMENT_FILES = (
     "requirements_all.txt",
@@ -349,12 +349,23 @@ class SubmissionImports:
         missing = exc.name or str(exc)
         where = innermost_frame(exc, self.root)
         where = f"{where} " if where else ""
-        message = (
-            f"submission {self.root}: {where}imports {missing!r}, which is neither installed nor "
-            f"a module or package in the submission's folder tree (looked for "
-            f"{missing.split('.')[0]}.py or {missing.split('.')[0]}/ under {self.root}, and "
-            f"for a path ending in .{self.folder_name}.<module>)"
-        )
+        head, parent, child = missing.split(".")[0], *missing.rpartition(".")[::2]
+        try:
+            in_tree = self.module_for(head) if parent else None
+        except SubmissionImportError:
+            in_tree = None
+        if parent and parent in sys.modules:
+            origin = getattr(sys.modules[parent], "__file__", None) or "a namespace package"
+            looked = f"{parent!r} is installed ({origin}) but has no module {child!r}"
+        elif in_tree:
+            looked = f"{head!r} is {in_tree}, which has no {missing[len(head) + 1 :]!r}"
+        else:
+            looked = (
+                f"it is neither installed nor a module or package in the submission's folder "
+                f"tree: looked for {head}.py or {head}/ under {self.root}, and for a path "
+                f"ending in .{self.folder_name}.<module>"
+            )
+        message = f"submission {self.root}: {where}imports {missing!r}, which is missing ({looked})"
         declared = find_declared_requirements(self.root)
         wanted = _requirement_for(missing, declared)
         if wanted is not None:

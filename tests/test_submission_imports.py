@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
+import re
 import sys
 import textwrap
 
@@ -220,6 +221,20 @@ def test_module_that_exists_nowhere_is_one_clear_error(tmp_path):
     message = str(info.value)
     assert "'no_such_module_xyz'" in message and "neither installed nor" in message
     assert str(tmp_path / "missing") in message and "submission.py:4" in message
+
+
+@pytest.mark.parametrize(
+    "statement,expected",
+    [
+        ("from my_helper_mod.nope import make_optimizer", "my_helper_mod.py, which has no 'nope'"),
+        ("from torch.no_such_sub import make_optimizer", "'torch' is installed"),
+    ],
+)
+def test_missing_submodule_says_which_part_exists(tmp_path, statement, expected):
+    root = tmp_path / "partly"
+    write(root / "my_helper_mod.py", MAKE_OPTIMIZER)
+    with pytest.raises(SubmissionError, match=re.escape(expected)):
+        load_submission_module(str(submission(root, statement)))
 
 
 def test_ambiguous_sibling_name_names_both_candidates(tmp_path):
