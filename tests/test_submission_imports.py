@@ -166,6 +166,14 @@ def test_renamed_folder_resolves_by_its_tail(tmp_path):
     assert callable(load_submission_module(str(sub)).make_optimizer)
 
 
+def test_relative_import_from_the_submission_file(tmp_path):
+    # submission.py is a module of its folder's (private) package, as the reference imports it.
+    root = tmp_path / "relative"
+    write(root / "my_helper_mod.py", MAKE_OPTIMIZER)
+    sub = submission(root, "from .my_helper_mod import make_optimizer")
+    assert callable(load_submission_module(str(sub)).make_optimizer)
+
+
 def test_helper_names_do_not_leak_into_sys_modules(tmp_path):
     import algoperf_torch.submission_imports  # noqa: F401  (our own module, imported lazily)
     from algoperf_torch import compat
