@@ -121,7 +121,7 @@ def build_submission(opt_cfg: dict[str, Any], ruleset: str):
     from algoperf_torch.submission import (
         OptimizerSubmission,
         load_hparams,
-        load_submission_module,
+        load_submission,
         make_hyperparameters,
     )
 
@@ -132,7 +132,7 @@ def build_submission(opt_cfg: dict[str, Any], ruleset: str):
             raise config_check.ConfigError(
                 "optimizer=file needs optimizer.path=PATH/TO/submission.py"
             )
-        submission = load_submission_module(opt_cfg["path"])
+        submission = load_submission(opt_cfg["path"])
         if ruleset == "self":
             point = None
     else:

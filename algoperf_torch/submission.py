@@ -12,10 +12,10 @@ optimizer and schedule step), so no optimizer copies an update loop.
 from __future__ import annotations
 
 import collections
-import importlib.util
+import functools
 import json
 import os
-import sys
+import re
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -81,29 +81,145 @@ def load_hparams(value: Mapping[str, Any] | str | None) -> dict[str, Any] | None
 def load_submission_module(path: str) -> types.ModuleType:
     """Import a submission file as the reference does, with our stand-in ``algoperf`` package.
 
-    The file's folder goes on ``sys.path`` first, so helper modules beside it import.
+    What it imports from its own folder tree resolves by the rules of
+    ``submission_imports`` (organisers'-layout paths, top-level helper modules, bundled
+    packages importing their siblings); ``sys.path`` is left as it was.
     """
+    return load_submission(path).module
+
+
+def load_submission(path: str) -> FileSubmission:
+    """A submission file behind the reference API, its imports resolved in its folder tree."""
+    from algoperf_torch.submission_imports import SubmissionImportError, SubmissionImports
+
     path = os.path.abspath(os.path.expanduser(path))
     if not os.path.isfile(path):
         raise SubmissionError(f"submission file {path!r} does not exist")
     from algoperf_torch import compat
 
     compat.install()
-    folder = os.path.dirname(path)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = "algoperf_submission_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    imports = SubmissionImports(os.path.dirname(path))
+    try:
+        module = imports.load(path)
+    except ModuleNotFoundError as e:
+        raise SubmissionError(imports.explain_missing(e)) from e
+    except SubmissionImportError as e:
+        raise SubmissionError(str(e)) from e
+    except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+        message = hardware_message(e, "its import", path)
+        if message is None:
+            raise
+        raise SubmissionHardwareError(message) from e
     missing = [f for f in REQUIRED_FUNCTIONS if not callable(getattr(module, f, None))]
     if missing:
         raise SubmissionError(
             f"submission {path} does not define {', '.join(missing)}; a submission must define "
             f"{', '.join(REQUIRED_FUNCTIONS)} (and may define prepare_for_eval)"
         )
-    return module
+    return FileSubmission(module, imports, path)
+
+
+class SubmissionHardwareError(SubmissionError):
+    """A submission assumes hardware or a launch this run does not have (CUDA, torchrun)."""
+
+
+API_FUNCTIONS = (*REQUIRED_FUNCTIONS, "prepare_for_eval")
+
+
+class FileSubmission:
+    """A loaded submission file: its API functions, called with its import rules active.
+
+    Calls run inside ``SubmissionImports.active()``, so an import inside a function (a helper
+    imported lazily) resolves as at load time. A failure that comes from the submission's own
+    hardware assumptions (it calls CUDA on a CPU-only run, or needs a torchrun process group of
+    a given size) is raised as one ``SubmissionHardwareError`` saying so, the original error
+    chained; other errors pass unchanged.
+    """
+
+    def __init__(self, module: types.ModuleType, imports, path: str) -> None:
+        self.module = module
+        self.imports = imports
+        self.path = path
+        for name in API_FUNCTIONS:
+            fn = getattr(module, name, None)
+            if callable(fn):
+                setattr(self, name, self._wrap(name, fn))
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names __init__ did not set: the module's other attributes.
+        if name == "module":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.module, name)
+
+    def _wrap(self, name: str, fn):
+        imports, path = self.imports, self.path
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with imports.active():
+                try:
+                    return fn(*args, **kwargs)
+                except ModuleNotFoundError as e:
+                    raise SubmissionError(imports.explain_missing(e)) from e
+                except (RuntimeError, AssertionError, ValueError, TypeError) as e:
+                    message = hardware_message(e, name, path)
+                    if message is None:
+                        raise
+                    raise SubmissionHardwareError(message) from e
+
+        return call
+
+
+# What torch says when code asks for CUDA on a machine without it (only read when
+# torch.cuda.is_available() is False), and when code needs a process group it does not have.
+_CUDA_MARKERS = re.compile(r"NVIDIA driver|not compiled with CUDA|\bCUDA\b|\bnccl\b", re.I)
+_PROCESS_GROUP_MARKERS = re.compile(
+    r"process group has not been initialized|distributed to be initialized|"
+    r"num_trainers_per_group|trainers per group",
+    re.I,
+)
+
+
+def hardware_message(exc: BaseException, function: str, path: str) -> str | None:
+    """A one-paragraph explanation if ``exc`` is a hardware/launch assumption, else None."""
+    text = f"{type(exc).__name__}: {exc}"
+    from algoperf_torch.submission_imports import innermost_frame
+
+    where = innermost_frame(exc, os.path.dirname(path))
+    where = f"(at {where}) " if where else ""
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if _CUDA_MARKERS.search(text) and not torch.cuda.is_available():
+        return (
+            f"submission {path}: {function} {where}calls CUDA, and this machine has no CUDA "
+            f"device ({first_line}). The submission assumes a GPU; run it on a machine with one "
+            "(device=cuda), unmodified."
+        )
+    if _PROCESS_GROUP_MARKERS.search(text):
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        return (
+            f"submission {path}: {function} {where}assumes a torch.distributed launch this run "
+            f"does not have (this run has {world} process(es); {first_line}). "
+            f"{_launch_hint(path)}"
+        )
+    return None
+
+
+def _launch_hint(path: str) -> str:
+    """How to launch: with the group size the submission asks for, if it names one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            sizes = sorted(
+                {int(n) for n in re.findall(r"num_trainers_per_group\s*=\s*(\d+)", f.read())}
+            )
+    except OSError:
+        sizes = []
+    if sizes:
+        n = max(sizes)
+        return (
+            f"It asks for {n} trainers per group (num_trainers_per_group={n}): launch it with "
+            f"torchrun --nproc_per_node={n} -m algoperf_torch ... (a multiple of {n} processes)."
+        )
+    return "Launch it as it was run: torchrun --nproc_per_node=<GPUs> -m algoperf_torch ..."
 
 
 class OptimizerSubmission:
