@@ -152,7 +152,12 @@ class OgbgMetrics:
         per_entry = sigmoid_bce_with_mask(labels, logits, mask)
         correct = ((logits > 0) == labels) & mask
         self._scalars += torch.tensor(
-            [per_entry.sum().item(), correct.sum().item(), mask.sum().item(), (~real).sum().item()],
+            [
+                per_entry.double().sum().item(),
+                correct.sum().item(),
+                mask.sum().item(),
+                (~real).sum().item(),
+            ],
             dtype=torch.float64,
         )
         rows = index[real]
