@@ -78,7 +78,7 @@ def bench_loader(batch_size: int, batches: int) -> None:
     start = time.perf_counter()
     real = 0
     for _ in range(batches):
-        real += int(next(it)["inputs"].n_node[:-1].gt(0).sum())
+        real += int(data.graph_padding_mask(next(it)["inputs"].n_node.numpy()).sum())
     seconds = time.perf_counter() - start
     print(
         f"loader b={batch_size}: {batches / seconds:.1f} batches/s, {real / seconds:,.0f} graphs/s "

@@ -25,6 +25,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,11 @@ class Molecules:
     edge_index: np.ndarray  # [sum bonds, 2] graph-local (sender, receiver)
     labels: np.ndarray  # [G, T] int8: 1, 0, -1 missing
 
-    @property
+    @cached_property
     def node_offset(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.num_nodes, dtype=np.int64)[:-1]])
 
-    @property
+    @cached_property
     def edge_offset(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.num_edges, dtype=np.int64)[:-1]])
 
@@ -212,7 +213,7 @@ class TrainGraphBatches(Resumable):
 
     def _window(self) -> np.ndarray:
         """The next (up to) b graph ids of the stream, drawing further epochs when needed."""
-        parts, need, i = [self._epochs[0][1][self.cursor : self.cursor + self.b]], 0, 0
+        parts, i = [self._epochs[0][1][self.cursor : self.cursor + self.b]], 0
         need = self.b - len(parts[0])
         while need > 0:
             i += 1
