@@ -49,8 +49,22 @@ from algoperf_torch.workloads.__main__ import load_config, workload_names
 # Batch per workload code (variants share their base's). CPU: small enough for 2 cores. CUDA:
 # one of the reference's 8 GPUs' share of the baseline's global batch (ImageNet 1024 / 8).
 DEFAULT_BATCH = {
-    "cpu": {"digits": 64, "mnist": 64, "cifar": 64, "imagenet_resnet": 8, "imagenet_vit": 8},
-    "cuda": {"digits": 64, "mnist": 128, "cifar": 128, "imagenet_resnet": 128, "imagenet_vit": 128},
+    "cpu": {
+        "digits": 64,
+        "mnist": 64,
+        "cifar": 64,
+        "imagenet_resnet": 8,
+        "imagenet_vit": 8,
+        "ogbg": 512,
+    },
+    "cuda": {
+        "digits": 64,
+        "mnist": 128,
+        "cifar": 128,
+        "imagenet_resnet": 128,
+        "imagenet_vit": 128,
+        "ogbg": 512,
+    },
 }
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions

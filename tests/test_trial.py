@@ -75,6 +75,11 @@ HEAVY = {
 }
 
 
+# A mean average precision over 4 random graphs often passes ogbg's target at the first eval,
+# which would end the 2-step trial after 1 step.
+SYNTHETIC_EXTRA = {"ogbg": ["workload.validation_target=1.0", "workload.test_target=1.0"]}
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -93,6 +98,7 @@ def test_every_workload_runs_on_synthetic_data(tmp_path, name):
             "data.synthetic_eval_examples=4",
             "workload.eval_batch_size=4",
             "workload.compile=off",
+            *SYNTHETIC_EXTRA.get(name.split("_")[0], []),
         ],
     )
     assert summary["global_step"] == 2 and summary["num_evals"] >= 1

@@ -1,0 +1,1 @@
+"""OGBG-molpcba graph network workload and its variants (WORKLOADS.md §8)."""
