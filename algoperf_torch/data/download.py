@@ -97,14 +97,19 @@ def fetch(name: str, folder: str, mirrors: list[str], md5: str | None) -> bool:
     raise SetupError("\n".join(errors))
 
 
-def add_download_arguments(parser: argparse.ArgumentParser, default_mirror: str) -> None:
-    """The ``--mirror`` and ``--skip-checksum`` options every download command shares."""
+def add_download_arguments(
+    parser: argparse.ArgumentParser, default_mirror: str, checksums: bool = True
+) -> None:
+    """The ``--mirror`` option every download command shares, and ``--skip-checksum`` for those
+    whose files have published checksums (``checksums=False``: none known, no such option)."""
     parser.add_argument(
         "--mirror",
         default=None,
         metavar="URL",
         help=f"base URL to download from instead of the default ({default_mirror})",
     )
+    if not checksums:
+        return
     parser.add_argument(
         "--skip-checksum",
         action="store_true",
