@@ -291,3 +291,15 @@ def test_compiled_small_model_matches_eager():
         compiled = torch.compile(model)(tokens)
     # Fused kernels reorder float32 sums: logits O(1), a few ulps x depth.
     assert torch.allclose(eager, compiled, atol=1e-4, rtol=1e-4)
+
+
+def test_scoring_reads_the_target_from_the_workload_yaml():
+    from algoperf_torch.scoring.rules import RULES
+    from algoperf_torch.scoring.targets import TARGET_ONLY_CONF_DIR, load_workload_targets
+
+    assert not (TARGET_ONLY_CONF_DIR / "finewebedu_lm.yaml").exists()
+    target = load_workload_targets()[0]["finewebedu_lm"]
+    assert (target.target_metric, target.target_minimize) == ("ppl", True)
+    assert target.validation_target == 22.2995 and target.test_target is None
+    assert target.budget("v0.6", self_tuning=True) == 1.5 * 31967
+    assert "finewebedu_lm" in RULES["v0.6-lm"].base_workloads
