@@ -362,3 +362,10 @@ def test_two_gloo_ranks_evaluate_each_window_once(corpus, tmp_path):
         )
     # Same weights, same 12 windows; only the float32 sum order across ranks differs.
     assert loss["one"] == pytest.approx(loss["two"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_trial_on_the_prepared_files_resumes_exactly_after_sigkill(corpus, tmp_path):
+    from test_resume import check_kills_resume_exactly
+
+    check_kills_resume_exactly(tmp_path, [a for a in trial_args(corpus) if "chunk" not in a])
