@@ -369,3 +369,16 @@ def test_trial_on_the_prepared_files_resumes_exactly_after_sigkill(corpus, tmp_p
     from test_resume import check_kills_resume_exactly
 
     check_kills_resume_exactly(tmp_path, [a for a in trial_args(corpus) if "chunk" not in a])
+
+
+def test_download_failure_says_what_to_do(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no route to huggingface.co")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    assert data_main(["finewebedu_lm", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "HuggingFaceFW/fineweb-edu" in err and "--archives-dir" in err
+    assert not (tmp_path / "finewebedu_lm" / "meta.json").exists()
