@@ -303,3 +303,13 @@ def test_scoring_reads_the_target_from_the_workload_yaml():
     assert target.validation_target == 22.2995 and target.test_target is None
     assert target.budget("v0.6", self_tuning=True) == 1.5 * 31967
     assert "finewebedu_lm" in RULES["v0.6-lm"].base_workloads
+
+
+def test_bf16_autocast_on_cuda_only():
+    assert lm.compute_dtype("bfloat16", torch.device("cuda")) == torch.bfloat16
+    assert lm.compute_dtype("bfloat16", torch.device("cpu")) == torch.float32
+    assert lm.compute_dtype("float32", torch.device("cuda")) == torch.float32
+    with pytest.raises(ValueError, match="model.compute_dtype='fp8'"):
+        lm.compute_dtype("fp8", torch.device("cuda"))
+    meta = lm.meta_data(load_config("finewebedu_lm"), torch.device("cuda"))
+    assert meta == {"compute_dtype": "bfloat16"}
