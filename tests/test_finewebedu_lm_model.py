@@ -186,6 +186,8 @@ def test_forward_is_causal_and_reinit_keeps_scales():
         a, b = model(tokens), model(changed)
     assert a.shape == (2, SMALL["seq_len"], SMALL["vocab_size"])
     assert torch.equal(a[:, :9], b[:, :9]) and not torch.equal(a[:, 9:], b[:, 9:])
+    onehot = F.one_hot(tokens, SMALL["vocab_size"]).float()  # model_fn takes one-hot ids too
+    assert torch.equal(lm.forward(model, {"inputs": onehot}, False, None), a)
     with pytest.raises(ValueError, match="exceeds the model's seq_len"):
         model(torch.zeros(1, SMALL["seq_len"] + 1, dtype=torch.long))
     # Re-init (a second init_model_fn): new draws, no re-seed; attn_scale and norms stay.
