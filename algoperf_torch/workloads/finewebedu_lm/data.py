@@ -18,7 +18,10 @@ written by ``python -m algoperf_torch.data finewebedu_lm``. As the reference's
 
 Every rank runs the same shuffle stream (one numpy PCG64 seeded by the data seed) and takes its
 slice of each global batch, so N ranks see what one process would. The state is the stream's
-position: epoch, next stored window, the buffer's content and the generator's state.
+position: epoch, next stored window, the buffer's content and the generator's state. Reading is
+a gather from the memory map in the calling process (``data.num_workers`` is not used): about
+36,000 windows/s on one core (``benchmarks/bench_finewebedu_lm_pipeline.py``), where a 4xA100
+step of 64 windows every 0.41 s consumes about 160.
 
     python -m algoperf_torch workload=finewebedu_lm data.data_dir=~/data
     python -m pytest tests/test_finewebedu_lm_data.py
