@@ -8,6 +8,7 @@ re-initialisation, the loss and the per-token metric.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -39,8 +40,6 @@ SMALL_OVERRIDES = [f"workload.model.{k}={v}" for k, v in SMALL.items()]
 
 
 def small_config(**model):
-    import dataclasses
-
     config = load_config("finewebedu_lm")
     return dataclasses.replace(config, model={**config.model, **SMALL, **model})
 
@@ -315,3 +314,22 @@ def test_bf16_autocast_on_cuda_only():
         lm.compute_dtype("fp8", torch.device("cuda"))
     meta = lm.meta_data(load_config("finewebedu_lm"), torch.device("cuda"))
     assert meta == {"compute_dtype": "bfloat16"}
+
+
+def test_chunked_eval_equals_whole_batches():
+    from algoperf_torch.evaluation import evaluate_split
+
+    results = []
+    for chunk in (None, 3):
+        config = dataclasses.replace(small_config(), eval_batch_size=8, eval_chunk_size=chunk)
+        w = Workload(
+            config,
+            get_workload_functions("finewebedu_lm"),
+            DistInfo(),
+            synthetic=True,
+            synthetic_eval_examples=13,
+        )
+        model, _ = w.init_model_fn([0, 0])
+        results.append(evaluate_split(w, model, "validation", seed=2))
+    # The same token sum, added in another order: float32 per-token terms, float64 sums.
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-6)
