@@ -196,7 +196,14 @@ def run(cfg: Any) -> dict[str, Any]:
             workload, submission, hparams, settings, trial_log, Clock(dist_info), progress, tracker
         )  # with resume=true this reads the checkpoint, so the preemption count is known
         write_start_files(
-            trial_log, trial.preemption_count, point, resolved, wl_config, settings, dist_info
+            trial_log,
+            trial.preemption_count,
+            point,
+            resolved,
+            wl_config,
+            settings,
+            dist_info,
+            workload.meta_data(),
         )
         with progress:
             result = trial.run()
@@ -252,7 +259,7 @@ def _boolean(cfg: Any, key: str) -> bool:
 
 
 def write_start_files(
-    trial_log, preemption_count, point, resolved, wl_config, settings, dist_info
+    trial_log, preemption_count, point, resolved, wl_config, settings, dist_info, workload_meta=None
 ) -> None:
     """``hparams.json``, ``flags_<n>.json`` and ``meta_data_<n>.json`` (RULES.md §2.9)."""
     from algoperf_torch.logs import meta_data
@@ -268,6 +275,7 @@ def write_start_files(
         "rules": settings.rules,
         "ruleset": settings.ruleset,
         "data": resolved["data"]["kind"],
+        **(workload_meta or {}),
     }
     trial_log.write_json(
         f"meta_data_{n}.json", meta_data(_workload_attrs(wl_config), settings.seed, extra)
@@ -293,6 +301,7 @@ def _make_tracker(resolved: dict[str, Any], trial_dir: str):
 
 def _report(summary: dict[str, Any], wl: Any) -> None:
     op = "<" if wl.target_minimize else ">"
+    op += "=" if wl.target_inclusive else ""
     target = f"validation {wl.target_metric} {op} {wl.validation_target}"
     if summary["time_to_target"] is not None:
         outcome = f"reached {target} in {summary['time_to_target']:.2f} s of submission time"

@@ -25,12 +25,27 @@ def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) 
         [seed, 0], split, workload.data_dir, workload.eval_batch_size
     )
     for batch in batches:
-        logits, _ = workload.model_fn(
-            model, batch, None, ForwardPassMode.EVAL, None, update_batch_norm=False
-        )
-        metric.update(logits, batch)
+        for part in _row_chunks(batch, workload.config.eval_chunk_size):
+            logits, _ = workload.model_fn(
+                model, part, None, ForwardPassMode.EVAL, None, update_batch_norm=False
+            )
+            metric.update(logits, part)
+            del logits
     state = all_reduce_sum(metric.state(), workload.dist)
     return metric.compute(state, num_examples)
+
+
+def _row_chunks(batch: dict, size: int | None):
+    """``batch`` in slices of ``size`` rows (every tensor shares dim 0); None: the whole batch."""
+    rows = len(batch["inputs"])
+    if size is None or rows <= size:
+        yield batch
+        return
+    for start in range(0, rows, size):
+        yield {
+            k: v[start : start + size] if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }
 
 
 def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float]:

@@ -122,6 +122,11 @@ class WorkloadConfig:
     v05_step_hint: int | None = None
     v05_validation_target: float | None = None
     v05_test_target: float | None = None
+    target_inclusive: bool = False
+    """The target is met at equality too (≤ / ≥): finewebedu_lm's ``has_reached_*_target``."""
+    eval_chunk_size: int | None = None
+    """Evaluate each eval batch in row chunks of this size (the metric is a sum, so chunking
+    changes nothing): keeps e.g. 256 x 1,024 x 50,257 LM logits from being materialised."""
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_CHOICES:
@@ -138,6 +143,11 @@ class WorkloadConfig:
         for key in ("max_runtime", "eval_period", "step_hint", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"workload {self.name}: {key}={getattr(self, key)} must be > 0")
+        if self.eval_chunk_size is not None and self.eval_chunk_size <= 0:
+            raise ValueError(
+                f"workload {self.name}: eval_chunk_size={self.eval_chunk_size}; "
+                "expected a positive integer or null"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> WorkloadConfig:
@@ -175,9 +185,12 @@ class WorkloadConfig:
         }[split]
 
     def reached(self, value: float, target: float | None) -> bool:
-        """Strict comparison against a target, as the reference's ``has_reached_*_target``."""
+        """Comparison against a target, as the reference's ``has_reached_*_target``: strict,
+        or non-strict where ``target_inclusive``."""
         if target is None or value is None:
             return False
+        if self.target_inclusive:
+            return value <= target if self.target_minimize else value >= target
         return value < target if self.target_minimize else value > target
 
 
@@ -302,6 +315,12 @@ class WorkloadFunctions:
     reinit_in_place: bool = False
     """A second ``init_model_fn`` re-initialises the first model in place, without re-seeding
     (the reference's MNIST and CIFAR); the model must define ``reset_parameters()``."""
+    param_type: Callable[[str], ParameterType] | None = None
+    """(name) -> ParameterType where the reference's name rules do not decide (None: them)."""
+    eval_weights: bool = False
+    """Eval batches carry a float ``weights`` mask shaped like ``targets`` (synthetic: ones)."""
+    meta_data: Callable[[WorkloadConfig, torch.device], dict[str, Any]] | None = None
+    """(config, device) -> facts for the trial's meta data (e.g. the compute dtype used)."""
 
 
 class Submission(Protocol):

@@ -207,6 +207,12 @@ class Workload:
         value = eval_result.get(f"test/{self.config.target_metric}")
         return self.config.reached(value, self.config.test_target)
 
+    def meta_data(self) -> dict[str, Any]:
+        """Workload facts for the trial's meta data file (e.g. the compute dtype on this device)."""
+        if self.functions.meta_data is None:
+            return {}
+        return self.functions.meta_data(self.config, self.dist.device)
+
     def is_output_params(self, param_key: str) -> bool:
         return self.functions.is_output_param(param_key)
 
@@ -226,7 +232,8 @@ class Workload:
         model = self.functions.build_model(self.config)
         named = list(model.named_parameters())
         self._param_shapes = {k: ShapeTuple(tuple(p.shape)) for k, p in named}
-        self._param_types = {k: param_type_from_name(k) for k, _ in named}
+        type_of = self.functions.param_type or param_type_from_name
+        self._param_types = {k: type_of(k) for k, _ in named}
         model = model.to(self.dist.device)
         if self.dist.is_distributed:
             ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None

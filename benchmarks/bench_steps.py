@@ -66,6 +66,9 @@ DEFAULT_BATCH = {
         "ogbg": 512,
     },
 }
+# finewebedu_lm: one 1,024-token window on CPU; on CUDA one of 4 A100s' share of 64 (§13.3).
+DEFAULT_BATCH["cpu"]["finewebedu_lm"] = 1
+DEFAULT_BATCH["cuda"]["finewebedu_lm"] = 16
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 

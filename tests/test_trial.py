@@ -72,6 +72,7 @@ HEAVY = {
     "librispeech_deepspeech",
     "criteo1tb",
     "fastmri",
+    "finewebedu_lm",
 }
 
 

@@ -19,6 +19,10 @@ import sys
 DATASETS: dict[str, tuple[str, str]] = {
     "mnist": ("algoperf_torch.data.mnist", "MNIST idx files (download + check)"),
     "cifar": ("algoperf_torch.data.cifar", "CIFAR-10 python batches (download + extract)"),
+    "finewebedu_lm": (
+        "algoperf_torch.data.finewebedu_lm",
+        "FineWeb-Edu sample-10BT parquet -> GPT-2 token files (download or --archives-dir)",
+    ),
     "imagenet": (
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",

@@ -53,6 +53,8 @@ class SyntheticBatches(Resumable):
             size = min(self.request.batch_size, self.stop - self.next_start)
             self.next_start += size
         batch = self.functions.synthetic_batch(self.config, size, self._gen)
+        if not self.train and self.functions.eval_weights:
+            batch["weights"] = torch.ones(batch["targets"].shape, dtype=torch.float32)
         return to_device(batch, self.request.device)
 
     def state_dict(self) -> dict[str, Any]:

@@ -21,6 +21,7 @@ WORKLOADS: dict[str, str] = {
     "imagenet_resnet": "algoperf_torch.workloads.imagenet_resnet.workload",
     "imagenet_vit": "algoperf_torch.workloads.imagenet_vit.workload",
     "ogbg": "algoperf_torch.workloads.ogbg.workload",
+    "finewebedu_lm": "algoperf_torch.workloads.finewebedu_lm.workload",
 }
 
 

@@ -61,6 +61,7 @@ def describe(name: str) -> dict[str, Any]:
         "params": params,
         "target_metric": config.target_metric,
         "target_minimize": config.target_minimize,
+        "target_inclusive": config.target_inclusive,
         "validation_target": config.validation_target,
         "test_target": config.test_target,
         "max_runtime": config.max_runtime,
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{'workload':34s} {'params':>13s}  {'metric':24s} {'validation':>11s} {'test':>9s} {'budget s':>9s}"
     )
     for r in rows:
-        op = "<" if r["target_minimize"] else ">"
+        op = ("<" if r["target_minimize"] else ">") + ("=" if r["target_inclusive"] else "")
         test = "-" if r["test_target"] is None else f"{r['test_target']}"
         print(
             f"{r['name']:34s} {r['params']:>13,d}  {r['target_metric'] + ' ' + op:24s} "
