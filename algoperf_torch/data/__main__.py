@@ -23,6 +23,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
+    "fastmri": (
+        "algoperf_torch.data.fastmri",
+        "fastMRI knee single-coil from the official archives (extract, check, index)",
+    ),
 }
 
 
