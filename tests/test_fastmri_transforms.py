@@ -14,6 +14,7 @@ from algoperf_torch.workloads.fastmri.transforms import (
     philox4x32_10,
     process_slice,
     stateless_uniform,
+    zero_filled_crop,
 )
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -104,6 +105,20 @@ def test_transform_matches_numpy_transcription(width):
     np.testing.assert_allclose(inputs.numpy(), e_in, rtol=0, atol=1e3 * EPS32 * 6)
     np.testing.assert_allclose(targets.numpy(), e_t, rtol=0, atol=1e3 * EPS32 * 6)
     assert float(inputs.max()) == 6.0 and float(targets.max()) == 6.0  # clipped
+
+
+@pytest.mark.parametrize("width", [368, 372, 640])
+def test_zero_filled_crop_equals_the_full_2d_transform(width):
+    gen = torch.Generator().manual_seed(width)
+    kspace = torch.randn(640, width, dtype=torch.complex64, generator=gen)
+    mask = torch.from_numpy(column_mask(width, (1, width)))
+    full = torch.fft.fftshift(
+        torch.fft.ifft2(torch.fft.ifftshift(kspace * mask, dim=(0, 1)), norm="ortho"), dim=(0, 1)
+    )
+    left = (width - 320) // 2
+    expected = full[160:480, left : left + 320]
+    # Same sums in another order: float32 rounding, relative to the values' O(1) scale.
+    torch.testing.assert_close(zero_filled_crop(kspace, mask), expected, rtol=0, atol=1e-5)
 
 
 def test_fully_sampled_kspace_gives_back_the_image():

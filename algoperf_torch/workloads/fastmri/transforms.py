@@ -90,6 +90,29 @@ def column_mask(num_cols: int, seed: tuple[int, int]) -> np.ndarray:
     return np.maximum(mask, random)
 
 
+def zero_filled_crop(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Centre 320x320 of ``fftshift(ifft2(ifftshift(kspace * mask), norm="ortho"))``.
+
+    Computed as two 1-D passes that skip what the crop and the mask make zero or unused: the
+    column pass transforms only the kept columns (a quarter to a third of them) and the row pass
+    only the 320 rows that survive the crop; the same sums as the full 2-D transform (a 2-D FFT
+    is these two passes), 2-3x fewer operations.
+    """
+    rows, cols = kspace.shape
+    kept = torch.nonzero(mask).flatten()
+    top, left = (rows - CROP) // 2, (cols - CROP) // 2
+    x = kspace[:, kept] * mask[kept].to(kspace.dtype)  # [rows, kept]
+    x = torch.fft.fftshift(
+        torch.fft.ifft(torch.fft.ifftshift(x, dim=0), dim=0, norm="ortho"), dim=0
+    )[top : top + CROP]  # [320, kept]
+    full = x.new_zeros((CROP, cols))
+    full[:, kept] = x
+    y = torch.fft.fftshift(
+        torch.fft.ifft(torch.fft.ifftshift(full, dim=1), dim=1, norm="ortho"), dim=1
+    )
+    return y[:, left : left + CROP]
+
+
 def process_slice(
     kspace: np.ndarray | torch.Tensor,
     target: np.ndarray | torch.Tensor,
@@ -104,14 +127,8 @@ def process_slice(
     """
     kspace = torch.as_tensor(kspace)
     target = torch.as_tensor(target)
-    mask = torch.as_tensor(mask, dtype=torch.float32).to(torch.complex64)
-    masked = kspace * mask.view(1, -1)  # [640, W]
-    image = torch.fft.fftshift(
-        torch.fft.ifft2(torch.fft.ifftshift(masked, dim=(0, 1)), norm="ortho"), dim=(0, 1)
-    )
-    rows, cols = kspace.shape
-    top, left = (rows - CROP) // 2, (cols - CROP) // 2
-    image = image[top : top + CROP, left : left + CROP]  # [320, 320] complex
+    mask = torch.as_tensor(mask, dtype=torch.float32)
+    image = zero_filled_crop(kspace, mask)  # [320, 320] complex
     magnitude = torch.sqrt(image.real**2 + image.imag**2)
     mean = magnitude.mean()
     std = magnitude.std(correction=0)  # population std, as tf.math.reduce_std
