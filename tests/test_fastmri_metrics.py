@@ -92,6 +92,7 @@ def test_ssim_matches_scikit_image(seed):
         assert abs(got32[i] - expected[i]) <= bound, (i, got32[i], expected[i], bound)
 
 
+@pytest.mark.slow  # scikit-image on a 320x320 slice: a few seconds on a loaded machine
 def test_ssim_full_size_slice_and_identical_images():
     o, t, mean, std, vmax = cases(1, b=1, h=320, w=320)
     expected = skimage_reference(o, t, mean, std, vmax)

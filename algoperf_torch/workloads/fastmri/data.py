@@ -108,6 +108,7 @@ class SliceDataset(Dataset):
 
     def __init__(self, slices: list[tuple[str, int, int]]) -> None:
         self.slices = slices
+        self._pid = os.getpid()
         self._files: OrderedDict[str, h5py.File] = OrderedDict()
         self._masks: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
 
@@ -115,9 +116,11 @@ class SliceDataset(Dataset):
         return len(self.slices)
 
     def __getstate__(self) -> dict[str, Any]:  # workers open their own files
-        return {"slices": self.slices, "_files": OrderedDict(), "_masks": {}}
+        return {"slices": self.slices, "_pid": -1, "_files": OrderedDict(), "_masks": {}}
 
     def _file(self, path: str) -> h5py.File:
+        if self._pid != os.getpid():  # a forked worker never uses its parent's HDF5 handles
+            self._pid, self._files = os.getpid(), OrderedDict()
         f = self._files.pop(path, None)
         if f is None:
             if len(self._files) >= OPEN_FILES:
