@@ -69,6 +69,8 @@ DEFAULT_BATCH = {
 # finewebedu_lm: one 1,024-token window on CPU; on CUDA one of 4 A100s' share of 64 (§13.3).
 DEFAULT_BATCH["cpu"]["finewebedu_lm"] = 1
 DEFAULT_BATCH["cuda"]["finewebedu_lm"] = 16
+DEFAULT_BATCH["cpu"]["fastmri"] = 4  # the fastMRI baseline's global batch 32 / 8 GPUs
+DEFAULT_BATCH["cuda"]["fastmri"] = 4
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 

@@ -28,6 +28,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
     "ogbg": ("algoperf_torch.data.ogbg", "ogbg-molpcba from OGB's pcba.zip (flat arrays)"),
+    "fastmri": (
+        "algoperf_torch.data.fastmri",
+        "fastMRI knee single-coil from the official archives (extract, check, index)",
+    ),
 }
 
 

@@ -22,6 +22,7 @@ WORKLOADS: dict[str, str] = {
     "imagenet_vit": "algoperf_torch.workloads.imagenet_vit.workload",
     "ogbg": "algoperf_torch.workloads.ogbg.workload",
     "finewebedu_lm": "algoperf_torch.workloads.finewebedu_lm.workload",
+    "fastmri": "algoperf_torch.workloads.fastmri.workload",
 }
 
 
