@@ -20,7 +20,11 @@ from algoperf_torch.workload import Workload
 def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) -> dict[str, float]:
     """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
     num_examples = workload.eval_examples(split)
-    metric = workload.functions.make_metric(workload.config)
+    if workload.functions.metric_reads_data:
+        data_dir = "" if workload.synthetic else workload.data_dir
+        metric = workload.functions.make_metric(workload.config, data_dir)
+    else:
+        metric = workload.functions.make_metric(workload.config)
     batches = workload._build_input_queue(
         [seed, 0], split, workload.data_dir, workload.eval_batch_size
     )

@@ -302,6 +302,9 @@ class WorkloadFunctions:
     reinit_in_place: bool = False
     """A second ``init_model_fn`` re-initialises the first model in place, without re-seeding
     (the reference's MNIST and CIFAR); the model must define ``reset_parameters()``."""
+    metric_reads_data: bool = False
+    """``make_metric`` is called as ``make_metric(config, data_dir)`` (``data_dir`` is ``""`` on
+    synthetic data): the metric needs a file prepared with the data, e.g. a tokenizer."""
 
 
 class Submission(Protocol):
