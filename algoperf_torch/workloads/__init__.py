@@ -20,6 +20,8 @@ WORKLOADS: dict[str, str] = {
     "cifar": "algoperf_torch.workloads.cifar.workload",
     "imagenet_resnet": "algoperf_torch.workloads.imagenet_resnet.workload",
     "imagenet_vit": "algoperf_torch.workloads.imagenet_vit.workload",
+    "librispeech_conformer": "algoperf_torch.workloads.librispeech_conformer.workload",
+    "librispeech_deepspeech": "algoperf_torch.workloads.librispeech_deepspeech.workload",
 }
 
 
