@@ -23,6 +23,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
+    "librispeech": (
+        "algoperf_torch.data.librispeech",
+        "LibriSpeech from the OpenSLR archives (tokenizer + memory-mapped int16 audio)",
+    ),
 }
 
 
