@@ -473,3 +473,45 @@ def test_torch_compile_matches_eager(build, cfg):
         want = model(audio, paddings)[0]
         got = torch.compile(model)(audio, paddings)[0]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+def _sync_bn_rank(rank: int, init_file: str, result_file: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        x, paddings = _bn_batch()
+        x = x[rank : rank + 1].clone().requires_grad_()
+        bn = deepspeech.BatchNorm(4, momentum=0.1, epsilon=0.001)
+        out = bn(x, paddings[rank : rank + 1])
+        (out * torch.arange(1.0, 5.0)).square().sum().backward()
+        torch.save(
+            {"out": out.detach(), "grad": x.grad, "mean": bn.running_mean}, f"{result_file}{rank}"
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def _bn_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(2, 6, 4, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    paddings = torch.zeros(2, 6)
+    paddings[1, 2:] = 1
+    return x, paddings
+
+
+@pytest.mark.slow
+def test_deepspeech_batch_norm_statistics_are_global_across_ranks(tmp_path):
+    """Two gloo ranks with one example each = one process with both (outputs, input grads)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_sync_bn_rank, args=(str(tmp_path / "init"), str(tmp_path / "r")), nprocs=2)
+    x, paddings = _bn_batch()
+    x.requires_grad_()
+    bn = deepspeech.BatchNorm(4, momentum=0.1, epsilon=0.001)
+    out = bn(x, paddings)
+    (out * torch.arange(1.0, 5.0)).square().sum().backward()
+    for rank in range(2):
+        got = torch.load(tmp_path / f"r{rank}")
+        torch.testing.assert_close(got["out"], out[rank : rank + 1].detach())
+        torch.testing.assert_close(got["grad"], x.grad[rank : rank + 1])
+        torch.testing.assert_close(got["mean"], bn.running_mean)
