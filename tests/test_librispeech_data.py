@@ -120,6 +120,7 @@ def prepared(tmp_path_factory):
 
 def tiny_config(name: str = "librispeech_conformer", **sizes):
     config = load_config(name)
+    config = dataclasses.replace(config, model={**config.model, "vocab_size": VOCAB})
     counts = {
         "num_train_examples": 12,
         "num_eval_train_examples": 4,

@@ -415,7 +415,15 @@ def make_metric(config: WorkloadConfig, data_dir: str = "") -> SpeechMetrics:
     """The split metric; its tokenizer is the prepared one (ids as words on synthetic data)."""
     if not data_dir:
         return SpeechMetrics(IdWords())
-    return SpeechMetrics(_tokenizer(os.path.join(librispeech_root(data_dir), TOKENIZER_FILE)))
+    path = os.path.join(librispeech_root(data_dir), TOKENIZER_FILE)
+    tokenizer = _tokenizer(path)
+    vocab = int(config.model["vocab_size"])
+    if tokenizer.get_piece_size() != vocab:
+        raise ValueError(
+            f"the tokenizer {path} has {tokenizer.get_piece_size()} pieces, the model outputs "
+            f"{vocab} ids (workload.model.vocab_size); they must be equal"
+        )
+    return SpeechMetrics(tokenizer)
 
 
 def split_info(data_dir: str, split: str) -> dict[str, Any]:
