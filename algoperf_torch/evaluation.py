@@ -40,6 +40,8 @@ def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) 
 def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float]:
     """All splits, as a flat dict: ``train/<m>``, ``validation/<m>``, ``test/<m>``, counts."""
     results: dict[str, float] = {}
+    if workload.functions.sync_before_eval and workload.dist.is_distributed:
+        average_state_across_ranks(model)
     for split, prefix in EVAL_SPLITS:
         num_examples = workload.eval_examples(split)
         if not num_examples:
@@ -49,6 +51,18 @@ def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float
         if prefix != "train":
             results[f"{prefix}/num_examples"] = num_examples
     return results
+
+
+def average_state_across_ranks(model: nn.Module) -> None:
+    """Replace every floating-point entry of ``model``'s state by its mean over ranks, in place
+    (the reference's ``sync_sd``: it persists into the training that follows)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for value in model.state_dict().values():
+        if value.is_floating_point():
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            value.div_(world)
 
 
 class SummedMetrics:

@@ -302,6 +302,9 @@ class WorkloadFunctions:
     reinit_in_place: bool = False
     """A second ``init_model_fn`` re-initialises the first model in place, without re-seeding
     (the reference's MNIST and CIFAR); the model must define ``reset_parameters()``."""
+    sync_before_eval: bool = False
+    """Under DDP, average the model's floating-point state (BN running statistics) across ranks
+    before each eval, as the reference's Conformer ``sync_sd`` (its BN does not sync in training)."""
     metric_reads_data: bool = False
     """``make_metric`` is called as ``make_metric(config, data_dir)`` (``data_dir`` is ``""`` on
     synthetic data): the metric needs a file prepared with the data, e.g. a tokenizer."""

@@ -147,8 +147,14 @@ if info.is_distributed:
     dist.all_gather(gathered, train)
 else:
     gathered = [train]
+bn = torch.nn.BatchNorm1d(2)
+bn.running_mean.fill_(float(info.rank))  # rank-local statistics, as the Conformer's BN keeps
+if info.is_distributed:
+    from algoperf_torch.evaluation import average_state_across_ranks
+    average_state_across_ranks(bn)
 if info.rank == 0:
     out["train"] = torch.cat(gathered).tolist()
+    out["bn_mean"] = bn.running_mean.tolist()
     open(sys.argv[2], "w").write(json.dumps(out))
 """
 
@@ -189,3 +195,4 @@ def test_two_gloo_ranks_shard_train_and_evaluate_like_one_process(tmp_path, data
         # Float32 per-batch loss sums in another grouping: a few ulp (6e-8) apart.
         assert ddp[split]["ctc_loss"] == pytest.approx(single[split]["ctc_loss"], rel=1e-6)
     assert ddp["train"] == single["train"]  # rank 0 + rank 1 = the one-process global batch
+    assert ddp["bn_mean"] == [0.5, 0.5]  # the reference's sync_sd before a Conformer eval

@@ -40,5 +40,6 @@ FUNCTIONS = WorkloadFunctions(
     forward=forward,
     is_output_param=is_output_param,
     uses_batch_norm=True,
+    sync_before_eval=True,  # the reference's sync_sd: its BN statistics are per rank
     metric_reads_data=True,
 )
