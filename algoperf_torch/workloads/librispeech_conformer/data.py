@@ -198,6 +198,13 @@ def reference_batch(
     audio: torch.Tensor, audio_len: torch.Tensor, ids: torch.Tensor, ids_len: torch.Tensor
 ) -> Batch:
     """The reference's float32 batch from gathered int16 audio and lengths (on any device)."""
+    if audio.device.type == "cpu":
+        # numpy's allocations reuse freed memory; fresh torch CPU tensors of this size page-fault
+        # on every batch (measured 190 ms -> 30 ms for 32 x 320,000 samples on one core).
+        return {
+            "inputs": (_np_float(audio), _np_paddings(audio_len, audio.shape[1])),
+            "targets": (_np_float(ids), _np_paddings(ids_len, ids.shape[1])),
+        }
     frames = torch.arange(audio.shape[1], device=audio.device)
     audio_paddings = (frames[None, :] >= audio_len[:, None]).float()  # [B, T]
     positions = torch.arange(ids.shape[1], device=ids.device)
@@ -206,6 +213,18 @@ def reference_batch(
         "inputs": (audio.float(), audio_paddings),
         "targets": (ids.float(), target_paddings),
     }
+
+
+def _np_float(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(x.numpy().astype(np.float32))
+
+
+def _np_paddings(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, size] float32: 0 on the first ``lengths[b]`` positions of row b, 1 after."""
+    out = np.ones((len(lengths), size), dtype=np.float32)
+    for row, n in enumerate(lengths.tolist()):
+        out[row, :n] = 0.0
+    return torch.from_numpy(out)
 
 
 class TrainBatchSampler(Sampler[list[int]]):
