@@ -337,3 +337,13 @@ def test_setup_command_is_registered():
 
     assert "librispeech" in DATASETS
     assert os.path.basename(DATASETS["librispeech"][0]) == "algoperf_torch.data.librispeech"
+
+
+def test_a_split_without_the_tokenizer_is_refused_before_reading(tmp_path, capsys):
+    build_archives(tmp_path / "a", extras=False)
+    assert (
+        run_setup(tmp_path / "d", tmp_path / "a", "--splits", "dev-clean", "--allow-partial") == 1
+    )
+    assert (
+        "spm_model.vocab not found: it is trained from train-clean-100" in capsys.readouterr().err
+    )

@@ -254,22 +254,22 @@ def prepare_split(
     """Write ``root/<split>/`` from its archive; returns its counts."""
     import sentencepiece as spm
 
+    tokenizer_path = os.path.join(root, "spm_model.vocab")
+    if split != TOKENIZER_SPLIT and not os.path.isfile(tokenizer_path):
+        raise SetupError(
+            f"{tokenizer_path} not found: it is trained from {TOKENIZER_SPLIT}; prepare that "
+            "split first (or with this one)"
+        )
     partial = os.path.join(root, ".partial", split)
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
     with open(os.path.join(partial, "audio.int16"), "wb") as audio_file:
         scan = scan_archive(archive, split, audio_file)
     utts = sorted(scan.transcripts)
-    tokenizer_path = os.path.join(root, "spm_model.vocab")
-    if split == TOKENIZER_SPLIT and not os.path.isfile(tokenizer_path):
+    if not os.path.isfile(tokenizer_path):  # train-clean-100, by the check above
         lines = tokenizer_lines((scan.transcripts[u] for u in utts), args.tokenizer_max_chars)
         log(f"{split}: training the tokenizer on {len(lines)} transcripts")
         train_tokenizer(lines, tokenizer_path, args.vocab_size)
-    if not os.path.isfile(tokenizer_path):
-        raise SetupError(
-            f"{tokenizer_path} not found: it is trained from {TOKENIZER_SPLIT}; prepare that "
-            "split first (or with this one)"
-        )
     sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
     counts = {"raw": len(utts), "missing_audio": 0, "transcript_too_long": 0}
     counts["audio_too_long"] = 0
