@@ -42,7 +42,6 @@ permutation (the reference draws a ``RandomSampler`` from the torch global RNG, 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import random
 from collections.abc import Iterator, Mapping
@@ -69,7 +68,6 @@ from algoperf_torch.workloads.librispeech_conformer.metrics import (
 
 AUDIO_FILE = "audio.int16"
 INDEX_FILE = "index.npz"
-INFO_FILE = "info.json"
 EOS_ID = 2
 """SentencePiece's default ``</s>``: appended to every target (WORKLOADS.md §6.4)."""
 
@@ -164,10 +162,6 @@ class SpeechDataset(Dataset):
     def locate(self, i: int) -> tuple[SplitFiles, int]:
         k = int(np.searchsorted(self.starts, i, side="right")) - 1
         return self.splits[k], i - int(self.starts[k])
-
-    def transcript(self, i: int) -> str:
-        split, j = self.locate(i)
-        return str(split.transcripts[j])
 
     def __getitem__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         b = len(indices)
@@ -443,9 +437,3 @@ def make_metric(config: WorkloadConfig, data_dir: str = "") -> SpeechMetrics:
             f"{vocab} ids (workload.model.vocab_size); they must be equal"
         )
     return SpeechMetrics(tokenizer)
-
-
-def split_info(data_dir: str, split: str) -> dict[str, Any]:
-    """A prepared split's ``info.json`` (counts, tokenizer hash)."""
-    with open(os.path.join(librispeech_root(data_dir), split, INFO_FILE)) as f:
-        return json.load(f)
