@@ -196,3 +196,29 @@ def test_two_gloo_ranks_shard_train_and_evaluate_like_one_process(tmp_path, data
         assert ddp[split]["ctc_loss"] == pytest.approx(single[split]["ctc_loss"], rel=1e-6)
     assert ddp["train"] == single["train"]  # rank 0 + rank 1 = the one-process global batch
     assert ddp["bn_mean"] == [0.5, 0.5]  # the reference's sync_sd before a Conformer eval
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, model",
+    [
+        ("librispeech_deepspeech", ["encoder_dim=32", "num_lstm_layers=1", "num_ffn_layers=1"]),
+        (
+            "librispeech_conformer",
+            ["encoder_dim=32", "num_attention_heads=2", "num_encoder_layers=1"],
+        ),
+    ],
+)
+def test_resumes_exactly_after_sigkill_with_two_workers(tmp_path, data_dir, name, model):
+    # The real pipeline, SpecAugment and dropout draws, BN statistics: all restored on resume.
+    from test_resume import check_kills_resume_exactly
+
+    args = [
+        f"workload={name}",
+        f"data.data_dir={data_dir}",
+        "data.num_workers=2",
+        "batch_size=2",
+        *SIZES,
+        *(f"workload.model.{m}" for m in model),  # the real blocks, narrower and fewer
+    ]
+    check_kills_resume_exactly(tmp_path, args)
