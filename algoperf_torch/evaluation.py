@@ -20,7 +20,11 @@ from algoperf_torch.workload import Workload
 def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) -> dict[str, float]:
     """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
     num_examples = workload.eval_examples(split)
-    metric = workload.functions.make_metric(workload.config)
+    if workload.functions.metric_reads_data:
+        data_dir = "" if workload.synthetic else workload.data_dir
+        metric = workload.functions.make_metric(workload.config, data_dir)
+    else:
+        metric = workload.functions.make_metric(workload.config)
     batches = workload._build_input_queue(
         [seed, 0], split, workload.data_dir, workload.eval_batch_size
     )
@@ -51,6 +55,8 @@ def _row_chunks(batch: dict, size: int | None):
 def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float]:
     """All splits, as a flat dict: ``train/<m>``, ``validation/<m>``, ``test/<m>``, counts."""
     results: dict[str, float] = {}
+    if workload.functions.sync_before_eval and workload.dist.is_distributed:
+        average_state_across_ranks(model)
     for split, prefix in EVAL_SPLITS:
         num_examples = workload.eval_examples(split)
         if not num_examples:
@@ -60,6 +66,18 @@ def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float
         if prefix != "train":
             results[f"{prefix}/num_examples"] = num_examples
     return results
+
+
+def average_state_across_ranks(model: nn.Module) -> None:
+    """Replace every floating-point entry of ``model``'s state by its mean over ranks, in place
+    (the reference's ``sync_sd``: it persists into the training that follows)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for value in model.state_dict().values():
+        if value.is_floating_point():
+            dist.all_reduce(value, op=dist.ReduceOp.SUM)
+            value.div_(world)
 
 
 class SummedMetrics:

@@ -321,6 +321,12 @@ class WorkloadFunctions:
     """Eval batches carry a float ``weights`` mask shaped like ``targets`` (synthetic: ones)."""
     meta_data: Callable[[WorkloadConfig, torch.device], dict[str, Any]] | None = None
     """(config, device) -> facts for the trial's meta data (e.g. the compute dtype used)."""
+    sync_before_eval: bool = False
+    """Under DDP, average the model's floating-point state (BN running statistics) across ranks
+    before each eval, as the reference's Conformer ``sync_sd`` (its BN does not sync in training)."""
+    metric_reads_data: bool = False
+    """``make_metric`` is called as ``make_metric(config, data_dir)`` (``data_dir`` is ``""`` on
+    synthetic data): the metric needs a file prepared with the data, e.g. a tokenizer."""
 
 
 class Submission(Protocol):

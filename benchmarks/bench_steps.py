@@ -71,6 +71,10 @@ DEFAULT_BATCH["cpu"]["finewebedu_lm"] = 1
 DEFAULT_BATCH["cuda"]["finewebedu_lm"] = 16
 DEFAULT_BATCH["cpu"]["fastmri"] = 4  # the fastMRI baseline's global batch 32 / 8 GPUs
 DEFAULT_BATCH["cuda"]["fastmri"] = 4
+# LibriSpeech: batch 4 on CPU (the issue's 4 utterances, padded to 320,000 samples as the
+# reference pads); on CUDA one of 8 GPUs' share of the baseline's 256.
+DEFAULT_BATCH["cpu"].update(librispeech_conformer=4, librispeech_deepspeech=4)
+DEFAULT_BATCH["cuda"].update(librispeech_conformer=32, librispeech_deepspeech=32)
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 

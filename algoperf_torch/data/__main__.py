@@ -32,6 +32,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.fastmri",
         "fastMRI knee single-coil from the official archives (extract, check, index)",
     ),
+    "librispeech": (
+        "algoperf_torch.data.librispeech",
+        "LibriSpeech from the OpenSLR archives (tokenizer + memory-mapped int16 audio)",
+    ),
 }
 
 

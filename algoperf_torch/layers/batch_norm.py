@@ -51,7 +51,8 @@ class BatchNorm2d(_SwitchableBatchNorm, nn.BatchNorm2d):
 
 
 def set_running_stats_update(model: nn.Module, update: bool) -> None:
-    """Switch every switchable BatchNorm in ``model`` (the reference's ``update_batch_norm``)."""
+    """Switch every switchable BatchNorm in ``model`` (the reference's ``update_batch_norm``):
+    ours, and any custom BN with an ``update_running_stats`` switch (the LibriSpeech models')."""
     for module in model.modules():
-        if isinstance(module, _SwitchableBatchNorm):
+        if isinstance(module, _SwitchableBatchNorm) or hasattr(module, "update_running_stats"):
             module.update_running_stats = update

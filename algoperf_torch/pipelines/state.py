@@ -68,11 +68,16 @@ class Resumable:
 
 
 def to_device(batch: Mapping[str, Any], device: torch.device) -> Batch:
-    """Move every tensor of ``batch`` to ``device`` (pinned, non-blocking on CUDA)."""
+    """Move every tensor of ``batch`` to ``device`` (pinned, non-blocking on CUDA); a value may
+    also be a tuple of tensors (LibriSpeech's ``(audio, paddings)``)."""
     pin = device.type == "cuda"
-    return {
-        k: (v.pin_memory() if pin else v).to(device, non_blocking=pin) for k, v in batch.items()
-    }
+
+    def move(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return type(v)(move(x) for x in v)
+        return (v.pin_memory() if pin else v).to(device, non_blocking=pin)
+
+    return {k: move(v) for k, v in batch.items()}
 
 
 def eval_shard(num_examples: int, rank: int, world_size: int) -> range:

@@ -23,6 +23,8 @@ WORKLOADS: dict[str, str] = {
     "ogbg": "algoperf_torch.workloads.ogbg.workload",
     "finewebedu_lm": "algoperf_torch.workloads.finewebedu_lm.workload",
     "fastmri": "algoperf_torch.workloads.fastmri.workload",
+    "librispeech_conformer": "algoperf_torch.workloads.librispeech_conformer.workload",
+    "librispeech_deepspeech": "algoperf_torch.workloads.librispeech_deepspeech.workload",
 }
 
 
