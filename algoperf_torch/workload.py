@@ -279,7 +279,9 @@ class Workload:
         return logits_batch
 
     # --- data -------------------------------------------------------------------------------
-    def data_request(self, split: str, batch_size: int, seed: int) -> DataRequest:
+    def data_request(
+        self, split: str, batch_size: int, seed: int, eval_index: int = 0
+    ) -> DataRequest:
         """A request for this rank's share of ``split`` at the global ``batch_size``."""
         if batch_size % self.dist.world_size:
             raise ValueError(
@@ -296,14 +298,20 @@ class Workload:
             num_examples=None if split == "train" else self.eval_examples(split),
             num_workers=self.num_workers,
             device=self.dist.device,
+            eval_index=eval_index,
         )
 
     def _build_input_queue(
-        self, data_rng: Any, split: str, data_dir: str, global_batch_size: int
+        self,
+        data_rng: Any,
+        split: str,
+        data_dir: str,
+        global_batch_size: int,
+        eval_index: int = 0,
     ) -> StatefulIterator:
         """The batches of ``split`` for this rank (the reference's forbidden-to-submissions hook)."""
         seed = int(data_rng[0])
-        request = self.data_request(split, global_batch_size, seed)
+        request = self.data_request(split, global_batch_size, seed, eval_index)
         if self.synthetic:
             return synthetic_iterator(self.config, self.functions, request)
         return self.functions.input_iterator(self.config, request)

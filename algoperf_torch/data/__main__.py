@@ -23,6 +23,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
+    "criteo1tb": (
+        "algoperf_torch.data.criteo1tb",
+        "Criteo 1TB day_N.gz click logs (parse + hash once into memory-mapped chunks)",
+    ),
 }
 
 

@@ -247,7 +247,7 @@ class EvalBatches(Resumable):
 
 
 def _eval_index(request: DataRequest) -> int:
-    return int(getattr(request, "eval_index", 0))
+    return int(request.eval_index)
 
 
 def input_iterator(config: WorkloadConfig, request: DataRequest) -> TrainBatches | EvalBatches:

@@ -45,8 +45,15 @@ def hash_bucket(value: str, column: int) -> int:
 
 
 def hash_column(values: np.ndarray, column: int) -> np.ndarray:
-    """Bucket ids (int64) of an array of unique strings of one column (defaults applied)."""
-    return np.fromiter((hash_bucket(v, column) for v in values), dtype=np.int64, count=len(values))
+    """Bucket ids (int64) of an array of strings of one column (defaults applied)."""
+    import farmhash
+
+    fp, suffix, buckets = farmhash.fingerprint64, str(column), VOCAB_SIZES[column]
+    default = fp(STRING_DEFAULT + suffix) % buckets
+    ids = [
+        default if v == "" or v == NA_VALUE else fp(v + suffix) % buckets for v in values.tolist()
+    ]
+    return np.array(ids, dtype=np.int64)
 
 
 def dense_transform(x: np.ndarray) -> np.ndarray:
@@ -58,3 +65,72 @@ def dense_transform(x: np.ndarray) -> np.ndarray:
     """
     x = np.maximum(np.asarray(x, dtype=np.float32), np.float32(0)) + np.float32(1)
     return np.log(x.astype(np.float64)).astype(np.float32)
+
+
+class ParseError(ValueError):
+    """A raw Criteo line that the reference's ``decode_csv`` would reject."""
+
+
+def _check_field_counts(block: bytes, where: str) -> int:
+    """Number of lines in ``block``; every line must have 40 tab-separated fields."""
+    lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+    if block.count(b"\t") == (NUM_FIELDS - 1) * lines:
+        return lines
+    for i, line in enumerate(block.split(b"\n")[:lines]):
+        fields = line.count(b"\t") + 1
+        if fields != NUM_FIELDS:
+            raise ParseError(
+                f"{where}, line {i + 1}: {fields} tab-separated fields, expected "
+                f"{NUM_FIELDS} (label, {NUM_DENSE} integers, {NUM_SPARSE} categorical strings): "
+                f"{line[:120]!r}"
+            )
+    return lines  # pragma: no cover - the counts above disagree only if some line is bad
+
+
+def parse_lines(block: bytes, where: str = "input") -> np.ndarray:
+    """Prepared rows float32 [n, 40] (label, dense transformed, float32 ids) of raw TSV lines.
+
+    Args:
+        block: whole lines, ``\\n``-terminated (the last terminator may be missing).
+        where: named in error messages (file and first line number).
+    """
+    import csv
+    import io
+
+    import pandas as pd
+
+    n = _check_field_counts(block, where)
+    rows = np.empty((n, ROW_WIDTH), dtype=np.float32)
+    if n == 0:
+        return rows
+    dense_cols = range(1, 1 + NUM_DENSE)
+    cat_cols = range(1 + NUM_DENSE, NUM_FIELDS)
+    # Categorical columns as str objects (pandas' "category" parser is several times slower).
+    dtypes = {0: "float64", **{c: "float64" for c in dense_cols}, **{c: object for c in cat_cols}}
+    try:
+        frame = pd.read_csv(
+            io.BytesIO(block),
+            sep="\t",
+            header=None,
+            names=list(range(NUM_FIELDS)),
+            dtype=dtypes,
+            na_values={c: [NA_VALUE, ""] for c in range(1 + NUM_DENSE)},
+            keep_default_na=False,
+            quoting=csv.QUOTE_NONE,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError) as e:
+        raise ParseError(f"{where}: not a Criteo TSV record ({e})") from None
+    if len(frame) != n:
+        raise ParseError(f"{where}: parsed {len(frame)} records from {n} lines")
+    # na / empty -> the reference's defaults: 0.0 for the label and the integers.
+    rows[:, 0] = frame[0].fillna(0.0).to_numpy(np.float64).astype(np.float32)
+    dense = frame[list(dense_cols)].fillna(0.0).to_numpy(np.float64).astype(np.float32)
+    rows[:, 1 : 1 + NUM_DENSE] = dense_transform(dense)
+    for i, c in enumerate(cat_cols):
+        # Hash each distinct string once; empty and "-1" hash as the default "00000000".
+        codes, uniques = pd.factorize(frame[c].to_numpy(dtype=object), use_na_sentinel=False)
+        ids = hash_column(np.asarray(uniques, dtype=object), i)[codes]
+        rows[:, 1 + NUM_DENSE + i] = ids.astype(np.float32)  # float32, as the reference's cast
+    return rows
