@@ -39,8 +39,12 @@ def write_day(folder: str, day: int, lines: int, seed: int = 0, gz: bool = True)
 # reference's 36 chunks at 5 lines per chunk (the last one short).
 LINES_PER_CHUNK = 5
 TINY_DAYS = {0: 23, 1: 17, 2: 10, 23: 35 * 5 + 3}
+SMALL_DAYS = {0: 23, 1: 17, 2: 10, 23: 12}  # for the setup tests: day 23 in 3 chunks only
 
 
-def write_tiny(folder: str, seed: int = 0) -> dict[int, list[str]]:
+def write_tiny(
+    folder: str, seed: int = 0, days: dict[int, int] = TINY_DAYS
+) -> dict[int, list[str]]:
+    """Day ``d`` with ``days[d]`` lines (day 1 decompressed, the others gzipped)."""
     os.makedirs(folder, exist_ok=True)
-    return {d: write_day(folder, d, n, seed, gz=d != 1) for d, n in TINY_DAYS.items()}
+    return {d: write_day(folder, d, n, seed, gz=d != 1) for d, n in days.items()}

@@ -81,6 +81,12 @@ def saved_and_loaded(state: dict) -> dict:
     return torch.load(buf, weights_only=True)
 
 
+def test_day_23_has_the_reference_36_chunks(data_dir):
+    index = criteo.read_index(f"{data_dir}/criteo1tb")
+    assert [n for n in index if n.startswith("day_23_")] == [f"day_23_{k:02d}" for k in range(36)]
+    assert index["day_23_35"] == 3 and sum(index[n] for n in TRAIN_FILES) == NUM_TRAIN
+
+
 def test_batches_have_the_reference_keys_shapes_and_dtypes(data_dir):
     train = next(criteo.input_iterator(config(), DataRequest("train", data_dir, 4, seed=0)))
     assert train["inputs"].shape == (4, 39) and train["inputs"].dtype == torch.float32
@@ -202,6 +208,16 @@ def test_missing_or_short_data_errors(data_dir, tmp_path):
         criteo.input_iterator(config(), DataRequest("validation", data_dir, 4, 0, num_examples=84))
     with pytest.raises(criteo.CriteoDataError, match="fewer than one global batch"):
         criteo.input_iterator(config(), DataRequest("train", data_dir, 64, 0))
+
+
+def test_a_chunk_that_disagrees_with_the_index_is_named(tmp_path):
+    root = tmp_path / "criteo1tb"
+    root.mkdir()
+    np.save(root / "day_0_00.npy", np.zeros((5, 40), np.float32))
+    (root / "index.json").write_text('{"files": {"day_0_00": 9}}')
+    it = criteo.input_iterator(config(), DataRequest("train", str(tmp_path), 4, 0))
+    with pytest.raises(criteo.CriteoDataError, match=r"day_0_00.npy: float32 \(5, 40\), expected"):
+        next(it)
 
 
 def test_three_step_trial_on_the_real_pipeline(data_dir, tmp_path):

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pytest
-from criteo_raw import LINES_PER_CHUNK, TINY_DAYS, write_day, write_tiny
+from criteo_raw import LINES_PER_CHUNK, SMALL_DAYS, write_day, write_tiny
 from test_criteo_hashing import fingerprint64_reference
 
 from algoperf_torch.data import criteo1tb as setup
@@ -53,7 +53,7 @@ def run_setup(data_dir, archives, *extra) -> int:
 
 @pytest.fixture
 def tiny(tmp_path):
-    raw = write_tiny(str(tmp_path / "raw"))
+    raw = write_tiny(str(tmp_path / "raw"), days=SMALL_DAYS)
     return tmp_path, raw
 
 
@@ -62,8 +62,8 @@ def test_setup_writes_the_reference_chunks_with_exact_values(tiny, capsys):
     assert run_setup(tmp_path / "data", tmp_path / "raw", "--allow-partial") == 0
     out = tmp_path / "data" / "criteo1tb"
     index = json.loads((out / "index.json").read_text())
-    assert len([n for n in index["files"] if n.startswith("day_23_")]) == 36
-    assert index["files"]["day_23_35"] == 3 and index["files"]["day_0_04"] == 3
+    assert index["files"]["day_23_02"] == 2 and index["files"]["day_0_04"] == 3
+    assert index["days"] == {"0": 23, "1": 17, "2": 10, "23": 12}
     for day, lines in raw.items():
         chunks = [n for n in index["files"] if n.startswith(f"day_{day}_")]
         assert chunks == [f"day_{day}_{k:02d}" for k in range(math.ceil(len(lines) / 5))]
@@ -119,7 +119,7 @@ def test_counts_are_verified_without_allow_partial(tiny, capsys):
     assert not (tmp_path / "data" / "criteo1tb" / "index.json").exists()
     # All 24 days present but far fewer lines than the official counts.
     for d in range(24):
-        if d not in TINY_DAYS:
+        if d not in SMALL_DAYS:
             write_day(str(tmp_path / "raw"), d, 2)
     assert run_setup(tmp_path / "data", tmp_path / "raw") == 1
     err = capsys.readouterr().err
