@@ -17,17 +17,12 @@ from algoperf_torch.spec import EVAL_SPLITS, ForwardPassMode
 from algoperf_torch.workload import Workload
 
 
-def evaluate_split(
-    workload: Workload, model: nn.Module, split: str, seed: int, eval_index: int = 0
-) -> dict[str, float]:
-    """Metrics of ``model`` on ``split`` (``split`` must have examples).
-
-    ``eval_index`` tells evaluations apart (``DataRequest.eval_index``; the runner's global step).
-    """
+def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) -> dict[str, float]:
+    """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
     num_examples = workload.eval_examples(split)
     metric = workload.functions.make_metric(workload.config)
     batches = workload._build_input_queue(
-        [seed, 0], split, workload.data_dir, workload.eval_batch_size, eval_index=eval_index
+        [seed, 0], split, workload.data_dir, workload.eval_batch_size, workload.eval_index
     )
     for batch in batches:
         logits, _ = workload.model_fn(
@@ -38,16 +33,14 @@ def evaluate_split(
     return metric.compute(state, num_examples)
 
 
-def evaluate(
-    workload: Workload, model: nn.Module, seed: int, eval_index: int = 0
-) -> dict[str, float]:
+def evaluate(workload: Workload, model: nn.Module, seed: int) -> dict[str, float]:
     """All splits, as a flat dict: ``train/<m>``, ``validation/<m>``, ``test/<m>``, counts."""
     results: dict[str, float] = {}
     for split, prefix in EVAL_SPLITS:
         num_examples = workload.eval_examples(split)
         if not num_examples:
             continue
-        for name, value in evaluate_split(workload, model, split, seed, eval_index).items():
+        for name, value in evaluate_split(workload, model, split, seed).items():
             results[f"{prefix}/{name}"] = value
         if prefix != "train":
             results[f"{prefix}/num_examples"] = num_examples

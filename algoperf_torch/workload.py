@@ -111,6 +111,8 @@ class Workload:
         self.num_workers = num_workers
         self.synthetic_eval_examples = synthetic_eval_examples
         self.metrics_logger = None  # set by the runner on rank 0
+        # Tells evaluations apart (``DataRequest.eval_index``); the runner sets the global step.
+        self.eval_index = 0
         self._param_shapes: dict[str, ShapeTuple] | None = None
         self._param_types: dict[str, ParameterType] | None = None
         self._model: nn.Module | None = None
