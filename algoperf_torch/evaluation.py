@@ -26,7 +26,7 @@ def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) 
     else:
         metric = workload.functions.make_metric(workload.config)
     batches = workload._build_input_queue(
-        [seed, 0], split, workload.data_dir, workload.eval_batch_size
+        [seed, 0], split, workload.data_dir, workload.eval_batch_size, workload.eval_index
     )
     for batch in batches:
         for part in _row_chunks(batch, workload.config.eval_chunk_size):

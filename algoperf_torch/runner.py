@@ -387,6 +387,7 @@ class Trial:
         t0 = self.clock()
         try:
             with global_rng.isolated():  # evals happen at wall-clock moments: no RNG draws count
+                w.eval_index = state.global_step  # eval_train re-drawn per eval (criteo1tb)
                 metrics = evaluate(w, model, self.data_seed)
         except RuntimeError as e:
             log.warning("eval at step %d failed and is skipped: %s", state.global_step, e)

@@ -271,6 +271,9 @@ class DataRequest:
         num_examples: for eval splits, how many examples to cover exactly once across ranks.
         num_workers: loader worker processes.
         device: where batches are delivered.
+        eval_index: differs between the evaluations of one trial (the runner passes the global
+            step); a pipeline whose eval_train subset is re-drawn at every evaluation, as
+            Criteo's, keys the draw on it. Others ignore it.
     """
 
     split: str
@@ -282,6 +285,7 @@ class DataRequest:
     num_examples: int | None = None
     num_workers: int = 0
     device: torch.device = torch.device("cpu")
+    eval_index: int = 0
 
 
 @dataclass(frozen=True)

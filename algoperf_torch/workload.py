@@ -111,6 +111,8 @@ class Workload:
         self.num_workers = num_workers
         self.synthetic_eval_examples = synthetic_eval_examples
         self.metrics_logger = None  # set by the runner on rank 0
+        # Tells evaluations apart (``DataRequest.eval_index``); the runner sets the global step.
+        self.eval_index = 0
         self._param_shapes: dict[str, ShapeTuple] | None = None
         self._param_types: dict[str, ParameterType] | None = None
         self._model: nn.Module | None = None
@@ -286,7 +288,9 @@ class Workload:
         return logits_batch
 
     # --- data -------------------------------------------------------------------------------
-    def data_request(self, split: str, batch_size: int, seed: int) -> DataRequest:
+    def data_request(
+        self, split: str, batch_size: int, seed: int, eval_index: int = 0
+    ) -> DataRequest:
         """A request for this rank's share of ``split`` at the global ``batch_size``."""
         if batch_size % self.dist.world_size:
             raise ValueError(
@@ -303,14 +307,20 @@ class Workload:
             num_examples=None if split == "train" else self.eval_examples(split),
             num_workers=self.num_workers,
             device=self.dist.device,
+            eval_index=eval_index,
         )
 
     def _build_input_queue(
-        self, data_rng: Any, split: str, data_dir: str, global_batch_size: int
+        self,
+        data_rng: Any,
+        split: str,
+        data_dir: str,
+        global_batch_size: int,
+        eval_index: int = 0,
     ) -> StatefulIterator:
         """The batches of ``split`` for this rank (the reference's forbidden-to-submissions hook)."""
         seed = int(data_rng[0])
-        request = self.data_request(split, global_batch_size, seed)
+        request = self.data_request(split, global_batch_size, seed, eval_index)
         if self.synthetic:
             return synthetic_iterator(self.config, self.functions, request)
         return self.functions.input_iterator(self.config, request)

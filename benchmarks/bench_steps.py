@@ -75,6 +75,8 @@ DEFAULT_BATCH["cuda"]["fastmri"] = 4
 # reference pads); on CUDA one of 8 GPUs' share of the baseline's 256.
 DEFAULT_BATCH["cpu"].update(librispeech_conformer=4, librispeech_deepspeech=4)
 DEFAULT_BATCH["cuda"].update(librispeech_conformer=32, librispeech_deepspeech=32)
+DEFAULT_BATCH["cpu"]["criteo1tb"] = 1024  # the issue's CPU anchor; 2.1 GB model + NAdamW state
+DEFAULT_BATCH["cuda"]["criteo1tb"] = 32768  # 262,144 / 8
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 

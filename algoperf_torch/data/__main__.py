@@ -17,8 +17,15 @@ import sys
 
 # dataset name -> (module implementing add_arguments/run, one-line help).
 DATASETS: dict[str, tuple[str, str]] = {
-    "mnist": ("algoperf_torch.data.mnist", "MNIST idx files (download + check)"),
     "cifar": ("algoperf_torch.data.cifar", "CIFAR-10 python batches (download + extract)"),
+    "criteo1tb": (
+        "algoperf_torch.data.criteo1tb",
+        "Criteo 1TB day_N.gz click logs (parse + hash once into memory-mapped chunks)",
+    ),
+    "fastmri": (
+        "algoperf_torch.data.fastmri",
+        "fastMRI knee single-coil from the official archives (extract, check, index)",
+    ),
     "finewebedu_lm": (
         "algoperf_torch.data.finewebedu_lm",
         "FineWeb-Edu sample-10BT parquet -> GPT-2 token files (download or --archives-dir)",
@@ -27,15 +34,12 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
-    "ogbg": ("algoperf_torch.data.ogbg", "ogbg-molpcba from OGB's pcba.zip (flat arrays)"),
-    "fastmri": (
-        "algoperf_torch.data.fastmri",
-        "fastMRI knee single-coil from the official archives (extract, check, index)",
-    ),
     "librispeech": (
         "algoperf_torch.data.librispeech",
         "LibriSpeech from the OpenSLR archives (tokenizer + memory-mapped int16 audio)",
     ),
+    "mnist": ("algoperf_torch.data.mnist", "MNIST idx files (download + check)"),
+    "ogbg": ("algoperf_torch.data.ogbg", "ogbg-molpcba from OGB's pcba.zip (flat arrays)"),
 }
 
 

@@ -25,6 +25,7 @@ WORKLOADS: dict[str, str] = {
     "fastmri": "algoperf_torch.workloads.fastmri.workload",
     "librispeech_conformer": "algoperf_torch.workloads.librispeech_conformer.workload",
     "librispeech_deepspeech": "algoperf_torch.workloads.librispeech_deepspeech.workload",
+    "criteo1tb": "algoperf_torch.workloads.criteo1tb.workload",
 }
 
 
