@@ -20,6 +20,7 @@ WORKLOADS: dict[str, str] = {
     "cifar": "algoperf_torch.workloads.cifar.workload",
     "imagenet_resnet": "algoperf_torch.workloads.imagenet_resnet.workload",
     "imagenet_vit": "algoperf_torch.workloads.imagenet_vit.workload",
+    "wmt": "algoperf_torch.workloads.wmt.workload",
 }
 
 
