@@ -16,6 +16,7 @@ EXPECTED_PARAMS = {
     "cifar": 11_173_962,
     "imagenet_resnet": 25_557_032,
     "imagenet_vit": 22_122_472,
+    "wmt": 133_521_408,
 }
 
 
