@@ -23,6 +23,10 @@ DATASETS: dict[str, tuple[str, str]] = {
         "algoperf_torch.data.imagenet",
         "ImageNet + ImageNet-v2 from the official archives (extract into class folders)",
     ),
+    "wmt": (
+        "algoperf_torch.data.wmt",
+        "WMT17/14 de-en from the statmt.org files: SentencePiece + memory-mapped ids",
+    ),
 }
 
 
