@@ -220,3 +220,59 @@ def test_eval_batches_padded_once_across_ranks(prepared):
 def test_missing_data_names_the_setup_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m algoperf_torch.data wmt"):
         input_iterator(load_config("wmt"), _request(tmp_path, "train", 4))
+
+
+TINY_MODEL = [
+    "workload.model.d_model=16",
+    "workload.model.nhead=2",
+    "workload.model.d_hid=16",
+    "workload.model.nlayers=1",
+    "workload.model.ntoken=40",
+    "workload.data.max_decode_len=24",
+    "workload.eval_batch_size=4",
+    "workload.compile=off",
+    "batch_size=4",
+    "max_steps=3",
+]
+
+
+def test_three_step_trial_on_the_prepared_files_decodes_and_scores_bleu(prepared, tmp_path):
+    from conftest import run_trial
+
+    data, counts, _ = prepared
+    summary = run_trial(
+        tmp_path,
+        [
+            "workload=wmt",
+            f"data.data_dir={data}",
+            "data.num_workers=0",
+            "workload.num_eval_train_examples=6",
+            "workload.num_validation_examples=5",
+            "workload.num_test_examples=3",
+            *TINY_MODEL,
+        ],
+    )
+    assert summary["global_step"] == 3 and summary["num_evals"] >= 1
+    import csv
+
+    trial = tmp_path / "wmt_nadamw" / "wmt_pytorch" / "trial_1"
+    rows = list(csv.DictReader(open(trial / "eval_measurements.csv")))
+    assert {"validation/bleu", "test/bleu", "train/bleu", "validation/loss"} <= set(rows[-1])
+    assert 0.0 <= float(rows[-1]["validation/bleu"]) <= 100.0
+
+
+@pytest.mark.parametrize("name", ["wmt", "wmt_glu_tanh"])
+def test_three_step_trial_on_synthetic_data(tmp_path, name):
+    from conftest import run_trial
+
+    summary = run_trial(
+        tmp_path,
+        [
+            f"workload={name}",
+            "data=synthetic",
+            "data.synthetic_eval_examples=4",
+            "workload.model.max_len=32",
+            *TINY_MODEL,
+        ],
+    )
+    assert summary["global_step"] == 3 and summary["num_evals"] >= 1
