@@ -52,6 +52,8 @@ DEFAULT_BATCH = {
     "cpu": {"digits": 64, "mnist": 64, "cifar": 64, "imagenet_resnet": 8, "imagenet_vit": 8},
     "cuda": {"digits": 64, "mnist": 128, "cifar": 128, "imagenet_resnet": 128, "imagenet_vit": 128},
 }
+DEFAULT_BATCH["cpu"]["wmt"] = 2  # packed rows of 256 tokens; the full model is 133.5M params
+DEFAULT_BATCH["cuda"]["wmt"] = 16  # the baseline's 128 / 8
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 
