@@ -276,3 +276,50 @@ def test_three_step_trial_on_synthetic_data(tmp_path, name):
         ],
     )
     assert summary["global_step"] == 3 and summary["num_evals"] >= 1
+
+
+@pytest.mark.slow
+def test_two_ranks_score_the_same_bleu_as_one_process(prepared, tmp_path):
+    """Eval shards cover each sentence once and the BLEU statistics are summed over ranks."""
+    import csv
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    data, _, _ = prepared
+    args = [
+        "workload=wmt",
+        f"data.data_dir={data}",
+        "data.num_workers=0",
+        "workload.num_eval_train_examples=8",
+        "workload.num_validation_examples=12",
+        "workload.num_test_examples=9",
+        "device=cpu",
+        "progress=off",
+        f"experiment_dir={tmp_path}",
+        *TINY_MODEL,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {
+        "single": [sys.executable, "-m", "algoperf_torch"],
+        "ddp": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        + ["-m", "algoperf_torch"],
+    }
+    rows = {}
+    for name, cmd in runs.items():
+        proc = subprocess.run(
+            [*cmd, *args, f"experiment_name={name}"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        trial = tmp_path / name / "wmt_pytorch" / "trial_1"
+        rows[name] = list(csv.DictReader(open(trial / "eval_measurements.csv")))
+    assert len(rows["single"]) == len(rows["ddp"])
+    for a, b in zip(rows["single"], rows["ddp"]):
+        for key in ("validation/bleu", "test/bleu", "validation/loss", "train/accuracy"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-4, abs=1e-6), key
