@@ -94,6 +94,32 @@ def test_init_statistics_and_identical_encoder_template():
     assert "encoder.shared_embedding.weight" in model.state_dict()
 
 
+def test_torch_rng_order_embedding_first_then_one_encoder_template():
+    """The embedding is the first draw after seeding; the encoder layers start as copies of one
+    template, whose attention weights were xavier-drawn right after their default init."""
+    torch.manual_seed(0)
+    want = torch.empty(TINY.ntoken, TINY.d_model).normal_()
+    torch.manual_seed(0)
+    model = Transformer(TINY)
+    assert torch.equal(model.shared_embedding.weight, want)
+    # Replay the construction draws up to the end of the template and its final norm, then the
+    # decoder, then the final re-draw: the model's last Linear must match the replay.
+    torch.manual_seed(0)
+    torch.empty(TINY.ntoken, TINY.d_model).normal_()
+    from algoperf_torch.workloads.wmt.model import TransformerDecoderLayer, TransformerEncoderLayer
+
+    TransformerEncoderLayer(TINY)
+    for _ in range(TINY.nlayers):
+        TransformerDecoderLayer(TINY)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    for m in linears:
+        w = torch.empty_like(m.weight)
+        torch.nn.init.xavier_uniform_(w)
+        if m.bias is not None:
+            torch.nn.init.normal_(torch.empty_like(m.bias), std=1e-6)
+    assert torch.equal(w, linears[-1].weight)
+
+
 def test_same_seed_same_weights():
     torch.manual_seed(3)
     a = Transformer(TINY)

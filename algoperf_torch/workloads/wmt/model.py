@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -221,7 +222,7 @@ class TransformerDecoderLayer(FeedForward):
     def forward(
         self,
         x: torch.Tensor,
-        self_attention,
+        self_attention: Callable[[torch.Tensor], torch.Tensor],
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         cross_mask: torch.Tensor,
         rate: float,
