@@ -131,6 +131,24 @@ def test_missing_source_is_named(tmp_path, capsys):
     assert "rapid2016.tgz" in capsys.readouterr().err
 
 
+def test_truncated_archive_and_unequal_sides_are_named(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    write_raw_corpus(str(raw))
+    args = ["wmt", "--data-dir", str(tmp_path / "d"), "--archives-dir", str(raw)]
+    args += ["--allow-partial", "--vocab-size", "40"]
+    tgz = raw / "training-parallel-europarl-v7.tgz"
+    tgz.write_bytes(tgz.read_bytes()[:100])
+    assert data_main(args) == 1
+    assert "training-parallel-europarl-v7.tgz is not a readable .tgz" in capsys.readouterr().err
+    write_raw_corpus(str(raw))
+    with open(raw / "commoncrawl.de-en.en", "a") as f:
+        f.write("one more line\n")
+    assert data_main(args) == 1
+    err = capsys.readouterr().err
+    assert "commoncrawl.de-en.de has 31 lines but commoncrawl.de-en.en has 32" in err
+    assert not (tmp_path / "d" / "wmt" / "train_inputs.npy").exists()
+
+
 def test_packing_row_by_row_against_hand_built_rows():
     a = (np.array([8, 7, 2]), np.array([4, 2]))
     b = (np.array([3, 0, 5, 2]), np.array([5, 6, 2]))  # an <unk> (0): counts 3 non-zero ids
