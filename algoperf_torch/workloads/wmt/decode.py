@@ -12,7 +12,8 @@ Pools are kept in increasing score order (top-k then flip), so the best is the l
 Speed: each decoder layer keeps its self-attention keys/values of the tokens decoded so far (the
 query attends to that prefix, not to the 256 slots under a mask as the reference does; the masked
 slots add exact zeros), and the cross-attention keys/values of the encoder output are projected
-once per sentence instead of once per step. ``use_cache=False`` recomputes the whole prefix each
+once per sentence instead of once per step; source padding past the batch's longest sentence is
+dropped (it only ever adds exact zeros). ``use_cache=False`` recomputes the whole prefix each
 step instead (for timing and tests).
 
     python -m pytest tests/test_wmt_decode.py
@@ -125,6 +126,10 @@ def beam_search(
         sentence with no finished sequence).
     """
     model.eval()
+    # Source padding beyond the longest sentence is masked out everywhere (its -1e10 scores give
+    # exact zeros), so it is dropped: 256-slot rows cost what their real length costs.
+    nonpad = (inputs != 0).any(dim=0).nonzero()
+    inputs = inputs[:, : int(nonpad[-1]) + 1 if len(nonpad) else 1]
     bsz, k = inputs.size(0), beam_size
     src = inputs.repeat_interleave(k, dim=0)  # [B*K, S]
     memory = model.encode(inputs).repeat_interleave(k, dim=0)
