@@ -55,7 +55,13 @@ DEFAULT_BATCH = {
         "cifar": 64,
         "imagenet_resnet": 8,
         "imagenet_vit": 8,
-        "ogbg": 512,
+        "criteo1tb": 1024,  # the issue's CPU anchor; 2.1 GB model + NAdamW state
+        "fastmri": 4,  # the baseline's per-GPU batch (32 / 8)
+        "librispeech_conformer": 4,  # 4 utterances padded to 320,000 samples, as the reference
+        "librispeech_deepspeech": 4,
+        "ogbg": 512,  # the baseline's batch
+        "wmt": 2,  # packed rows of 256 tokens; the model is 133.5M parameters
+        "finewebedu_lm": 1,  # one 1,024-token window
     },
     "cuda": {
         "digits": 64,
@@ -63,20 +69,15 @@ DEFAULT_BATCH = {
         "cifar": 128,
         "imagenet_resnet": 128,
         "imagenet_vit": 128,
+        "criteo1tb": 32768,  # 262,144 / 8
+        "fastmri": 4,
+        "librispeech_conformer": 32,  # 256 / 8
+        "librispeech_deepspeech": 32,
         "ogbg": 512,
+        "wmt": 16,  # 128 / 8
+        "finewebedu_lm": 16,  # one of 4 A100s' share of 64 (spec §13.3)
     },
 }
-# finewebedu_lm: one 1,024-token window on CPU; on CUDA one of 4 A100s' share of 64 (§13.3).
-DEFAULT_BATCH["cpu"]["finewebedu_lm"] = 1
-DEFAULT_BATCH["cuda"]["finewebedu_lm"] = 16
-DEFAULT_BATCH["cpu"]["fastmri"] = 4  # the fastMRI baseline's global batch 32 / 8 GPUs
-DEFAULT_BATCH["cuda"]["fastmri"] = 4
-# LibriSpeech: batch 4 on CPU (the issue's 4 utterances, padded to 320,000 samples as the
-# reference pads); on CUDA one of 8 GPUs' share of the baseline's 256.
-DEFAULT_BATCH["cpu"].update(librispeech_conformer=4, librispeech_deepspeech=4)
-DEFAULT_BATCH["cuda"].update(librispeech_conformer=32, librispeech_deepspeech=32)
-DEFAULT_BATCH["cpu"]["criteo1tb"] = 1024  # the issue's CPU anchor; 2.1 GB model + NAdamW state
-DEFAULT_BATCH["cuda"]["criteo1tb"] = 32768  # 262,144 / 8
 PEAK_KEYS = ("gemm_gflops", "gemm_as_1x1_conv_gflops", "conv_gflops")
 CONV_SHARE_FOR_CONV_PEAK = 0.5  # a "conv net": at least this share of its FLOPs in convolutions
 

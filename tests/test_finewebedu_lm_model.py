@@ -296,9 +296,9 @@ def test_compiled_small_model_matches_eager():
 
 def test_scoring_reads_the_target_from_the_workload_yaml():
     from algoperf_torch.scoring.rules import RULES
-    from algoperf_torch.scoring.targets import TARGET_ONLY_CONF_DIR, load_workload_targets
+    from algoperf_torch.scoring.targets import WORKLOAD_CONF_DIR, load_workload_targets
 
-    assert not (TARGET_ONLY_CONF_DIR / "finewebedu_lm.yaml").exists()
+    assert (WORKLOAD_CONF_DIR / "finewebedu_lm.yaml").exists()
     target = load_workload_targets()[0]["finewebedu_lm"]
     assert (target.target_metric, target.target_minimize) == ("ppl", True)
     assert target.validation_target == 22.2995 and target.test_target is None

@@ -17,6 +17,7 @@ EXPECTED_PARAMS = {
     "imagenet_resnet": 25_557_032,
     "imagenet_vit": 22_122_472,
     "criteo1tb": 539_267_457,
+    "wmt": 133_521_408,
 }
 
 

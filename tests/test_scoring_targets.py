@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from algoperf_torch.scoring.rules import RULES
 from algoperf_torch.scoring.targets import (
-    TARGET_ONLY_CONF_DIR,
-    WORKLOAD_CONF_DIR,
     load_workload_targets,
 )
 
@@ -16,12 +14,6 @@ def test_every_base_and_held_out_workload_has_a_target():
     for rules in RULES.values():
         for name in (*rules.base_workloads, *rules.held_out_workloads):
             assert name in targets, f"{rules.name}: no target for {name}"
-
-
-def test_a_workload_is_defined_in_one_folder_only():
-    built = {p.stem for p in WORKLOAD_CONF_DIR.glob("*.yaml")}
-    target_only = {p.stem for p in TARGET_ONLY_CONF_DIR.glob("*.yaml")}
-    assert not built & target_only, "a built workload's target must leave reference_targets/"
 
 
 def test_reference_values_spot_check():

@@ -40,6 +40,10 @@ DATASETS: dict[str, tuple[str, str]] = {
     ),
     "mnist": ("algoperf_torch.data.mnist", "MNIST idx files (download + check)"),
     "ogbg": ("algoperf_torch.data.ogbg", "ogbg-molpcba from OGB's pcba.zip (flat arrays)"),
+    "wmt": (
+        "algoperf_torch.data.wmt",
+        "WMT17/14 de-en from the statmt.org files: SentencePiece + memory-mapped ids",
+    ),
 }
 
 

@@ -45,8 +45,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--conf-dir",
         type=Path,
         default=None,
-        help="folder of workload YAMLs with the targets (default: the package's conf/workload/ "
-        "and, for reference workloads not built yet, scoring/reference_targets/)",
+        help="folder of workload YAMLs with the targets (default: the package's conf/workload/)",
     )
     parser.add_argument("--exclude", default="", help="comma-separated submissions to skip")
     return parser.parse_args(argv)

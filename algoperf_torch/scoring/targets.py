@@ -22,10 +22,6 @@ from omegaconf import OmegaConf
 from algoperf_torch.yaml_compose import compose_yaml
 
 WORKLOAD_CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "workload"
-# Targets of reference workloads not built here yet (scoring their logs needs them); a workload
-# moves from there to conf/workload/ when it is built. Not under conf/: Hydra would offer it
-# as a config group.
-TARGET_ONLY_CONF_DIR = Path(__file__).resolve().parent / "reference_targets"
 REQUIRED_KEYS = ("target_metric", "target_minimize", "validation_target")
 
 
@@ -125,14 +121,14 @@ def load_workload_targets(
     """Read the targets of every workload YAML.
 
     Args:
-        conf_dir: folder of workload YAMLs (default: `algoperf_torch/conf/workload/`, then
-            `algoperf_torch/scoring/reference_targets/` for workloads not built yet).
+        conf_dir: folder of workload YAMLs (default: `algoperf_torch/conf/workload/`, where
+            every reference workload and variant has its YAML).
 
     Returns:
         (`{workload name: WorkloadTarget}`, `{workload name: why it has no target}`); the second
         dict lets the caller fail only when a workload it needs is incomplete.
     """
-    dirs = [Path(conf_dir)] if conf_dir is not None else [WORKLOAD_CONF_DIR, TARGET_ONLY_CONF_DIR]
+    dirs = [Path(conf_dir) if conf_dir is not None else WORKLOAD_CONF_DIR]
     targets, problems = {}, {}
     paths = [(folder, path) for folder in dirs for path in sorted(folder.glob("*.yaml"))]
     for folder, path in paths:

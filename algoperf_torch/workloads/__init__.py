@@ -26,6 +26,7 @@ WORKLOADS: dict[str, str] = {
     "librispeech_conformer": "algoperf_torch.workloads.librispeech_conformer.workload",
     "librispeech_deepspeech": "algoperf_torch.workloads.librispeech_deepspeech.workload",
     "criteo1tb": "algoperf_torch.workloads.criteo1tb.workload",
+    "wmt": "algoperf_torch.workloads.wmt.workload",
 }
 
 

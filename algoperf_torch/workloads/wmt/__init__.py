@@ -1,0 +1,1 @@
+"""WMT Transformer workload and its variants (WORKLOADS.md §9)."""
