@@ -110,3 +110,19 @@ def test_a_state_of_another_stream_is_refused(other, field):
     val = in_memory_batches(splits, DataRequest("validation", "", 4, 3, num_examples=10))
     with pytest.raises(PipelineStateError, match="kind: saved 'in_memory_train'"):
         val.load_state_dict(state)
+
+
+def test_to_device_keeps_tuples_and_named_tuples():
+    from collections import namedtuple
+
+    from algoperf_torch.pipelines.state import to_device
+
+    Pair = namedtuple("Pair", ["a", "b"])
+    batch = {
+        "x": torch.ones(2),
+        "t": (torch.zeros(1), torch.ones(1)),
+        "n": Pair(torch.ones(3), torch.zeros(3)),
+    }
+    moved = to_device(batch, torch.device("cpu"))
+    assert isinstance(moved["t"], tuple) and len(moved["t"]) == 2
+    assert type(moved["n"]) is Pair and torch.equal(moved["n"].a, torch.ones(3))

@@ -69,10 +69,13 @@ class Resumable:
 
 def to_device(batch: Mapping[str, Any], device: torch.device) -> Batch:
     """Move every tensor of ``batch`` to ``device`` (pinned, non-blocking on CUDA); a value may
-    also be a tuple of tensors (LibriSpeech's ``(audio, paddings)``)."""
+    also be a tuple of tensors (LibriSpeech's ``(audio, paddings)``) or a named tuple of them
+    (OGBG's ``GraphsTuple``, rebuilt with its field names)."""
     pin = device.type == "cuda"
 
     def move(v: Any) -> Any:
+        if isinstance(v, tuple) and hasattr(v, "_fields"):
+            return type(v)(*(move(x) for x in v))
         if isinstance(v, tuple | list):
             return type(v)(move(x) for x in v)
         return (v.pin_memory() if pin else v).to(device, non_blocking=pin)
