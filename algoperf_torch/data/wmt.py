@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept pair counts that differ from the official ones (a subset, a test)",
     )
     parser.add_argument("--vocab-size", type=int, default=32000, help="SentencePiece vocabulary")
-    add_download_arguments(parser, "statmt.org, see wmt.URLS", checksums=False)
+    add_download_arguments(parser, "the statmt.org URLs TFDS uses", checksums=False)
 
 
 # --- reading the raw files -------------------------------------------------------------------
