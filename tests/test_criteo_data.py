@@ -33,6 +33,7 @@ def data_dir(tmp_path_factory) -> str:
     write_tiny(str(base / "raw"))
     args = ["criteo1tb", "--data-dir", str(base / "data"), "--archives-dir", str(base / "raw")]
     args += ["--lines-per-chunk", str(LINES_PER_CHUNK), "--workers", "1", "--allow-partial"]
+    args += ["--no-download"]
     assert data_main(args) == 0
     return str(base / "data")
 

@@ -46,6 +46,7 @@ def run_setup(data_dir, archives, *extra) -> int:
             str(LINES_PER_CHUNK),
             "--workers",
             "1",
+            "--no-download",  # the tiny days only, never the real ones
             *extra,
         ]
     )
@@ -130,7 +131,8 @@ def test_bad_inputs_get_one_clear_error(tmp_path, capsys):
     raw = tmp_path / "raw"
     raw.mkdir()
     assert run_setup(tmp_path / "d", raw, "--allow-partial") == 1
-    assert "no day_N.gz" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "lacks day_0.gz, day_1.gz" in err and "(--no-download)" in err
     lines = write_day(str(raw), 0, 8, gz=False)
     lines[6] = "\t".join(lines[6].split("\t")[:-1])  # 39 fields
     (raw / "day_0").write_text("".join(x + "\n" for x in lines))

@@ -125,10 +125,14 @@ def test_missing_source_is_named(tmp_path, capsys):
             "--allow-partial",
             "--vocab-size",
             "40",
+            "--no-download",
         ]
     )
     assert code == 1
-    assert "rapid2016.tgz" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing in" in err and "rapid2016.tgz (--no-download)" in err
+    assert "http://data.statmt.org/wmt18/translation-task/rapid2016.tgz" in err
+    assert "--archives-dir" in err
 
 
 def test_truncated_archive_and_unequal_sides_are_named(tmp_path, capsys):

@@ -20,7 +20,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "cifar": ("algoperf_torch.data.cifar", "CIFAR-10 python batches (download + extract)"),
     "criteo1tb": (
         "algoperf_torch.data.criteo1tb",
-        "Criteo 1TB day_N.gz click logs (parse + hash once into memory-mapped chunks)",
+        "Criteo 1TB day_N.gz click logs (download, parse + hash once into memory-mapped chunks)",
     ),
     "fastmri": (
         "algoperf_torch.data.fastmri",
@@ -42,7 +42,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "ogbg": ("algoperf_torch.data.ogbg", "ogbg-molpcba from OGB's pcba.zip (flat arrays)"),
     "wmt": (
         "algoperf_torch.data.wmt",
-        "WMT17/14 de-en from the statmt.org files: SentencePiece + memory-mapped ids",
+        "WMT17/14 de-en from the statmt.org files (download): SentencePiece + memory-mapped ids",
     ),
 }
 

@@ -18,10 +18,15 @@ Days are prepared in parallel processes (``--workers``); each chunk is written t
 name in the same folder and renamed when complete, so an interrupted run keeps its finished
 chunks and days and a re-run does only the rest. The official line counts (4,195,197,692 in
 days 0-22, 178,274,637 in day 23) are verified; ``--allow-partial`` accepts other counts (a
-subset, a test) with a warning. No download: the archive (``all_days.zip``, ~342 GB) comes from
-Criteo's site after accepting its terms; unzip it into the archives folder.
+subset, a test) with a warning.
 
-    python -m algoperf_torch.data criteo1tb --data-dir ~/data --archives-dir ~/criteo_raw
+A day file missing from the archives folder (default ``<data-dir>/criteo1tb/raw``) is downloaded
+into it first, ``day_{d}.gz`` one at a time, each atomically (a temporary file renamed when
+complete), so an interrupted download is resumed day by day: finished days are kept, a partial
+one never counts. About 342 GB compressed in all (the reference's figure). ``--no-download``
+uses only what is there; ``--mirror`` downloads from another base URL.
+
+    python -m algoperf_torch.data criteo1tb --data-dir ~/data [--archives-dir ~/criteo_raw]
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from algoperf_torch.data.download import SetupError
+from algoperf_torch.data.download import SetupError, add_download_arguments, fetch
 from algoperf_torch.workloads.criteo1tb.data import INDEX_FILE, chunk_name
 from algoperf_torch.workloads.criteo1tb.hashing import ROW_WIDTH, ParseError, parse_lines
 
@@ -49,13 +54,31 @@ TRAIN_LINES = 4_195_197_692  # days 0-22 [WORKLOADS.md §2.7]
 DAY_23_LINES = 178_274_637
 BLOCK_LINES = 200_000  # lines parsed at a time (bounds a worker's memory)
 FOLDER = "criteo1tb"
+# Where ``day_{d}.gz`` is downloaded from, tried in order. The reference's download_criteo1tb
+# fetches one ~342 GB ``all_days.zip`` through a WeTransfer link [datasets/dataset_setup.py
+# ``download_criteo1tb``], which cannot be fetched day by day or resumed; an earlier version of
+# the same script fetched ``https://storage.googleapis.com/criteo-cail-datasets/day_{day}.gz``
+# [mlcommons/algorithmic-efficiency datasets/dataset_setup.py ``download_criteo``], the per-day
+# files of Criteo AI Lab's public bucket (also used by MLPerf's DLRM scripts). Criteo's Hugging
+# Face copy of the same files is the fallback. No checksums are published.
+MIRRORS = (
+    "https://storage.googleapis.com/criteo-cail-datasets",
+    "https://huggingface.co/datasets/criteo/CriteoClickLogs/resolve/main",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archives-dir",
-        required=True,
-        help="folder holding day_0.gz ... day_23.gz (or the decompressed day_0 ... day_23)",
+        default=None,
+        help="folder holding day_0.gz ... day_23.gz (or the decompressed day_0 ... day_23); "
+        "missing days are downloaded into it, about 342 GB compressed in all "
+        "(default: <data-dir>/criteo1tb/raw)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="use only the day files already in --archives-dir; never download",
     )
     parser.add_argument(
         "--allow-partial",
@@ -71,6 +94,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=LINES_PER_CHUNK,
         help=argparse.SUPPRESS,  # the reference's 5,000,000; smaller only for tests
     )
+    add_download_arguments(parser, " then ".join(MIRRORS), checksums=False)
+
+
+def download_missing(archives: str, days: list[int], mirrors: list[str]) -> list[str]:
+    """Fetch ``day_{d}.gz`` for each of ``days`` into ``archives``, one at a time; the errors."""
+    os.makedirs(archives, exist_ok=True)
+    errors = []
+    for day in days:
+        print(f"day_{day}.gz: not in {archives}, downloading", flush=True)
+        try:
+            fetch(f"day_{day}.gz", archives, mirrors, None)
+        except SetupError as e:
+            errors.append(str(e))  # one line per mirror tried, naming its URL
+    return errors
 
 
 def find_sources(archives: str) -> dict[int, str]:
@@ -246,25 +283,34 @@ def write_index(out: str, days: dict[int, dict], lines_per_chunk: int) -> None:
 def run(args: argparse.Namespace) -> int:
     """Prepare every day found, verify the counts, write the index; 0 on success, 1 on failure."""
     data_dir = os.path.expanduser(args.data_dir)
-    archives = os.path.expanduser(args.archives_dir)
     out = os.path.join(data_dir, FOLDER)
+    archives = os.path.expanduser(args.archives_dir or os.path.join(out, "raw"))
+    mirrors = [args.mirror] if args.mirror else list(MIRRORS)
     sources = find_sources(archives)
-    if not sources:
-        print(
-            f"Criteo 1TB setup failed: no day_N.gz or day_N files in {archives!r}. Download "
-            "all_days.zip from https://ailab.criteo.com/criteo-1tb-click-logs-dataset/ and "
-            "unzip it there.",
-            file=sys.stderr,
+    missing = [d for d in range(NUM_DAYS) if d not in sources]
+    errors = []
+    if missing and not args.no_download:
+        errors = download_missing(archives, missing, mirrors)
+        sources = find_sources(archives)
+        missing = [d for d in range(NUM_DAYS) if d not in sources]
+    if missing:
+        shown = [e.replace("\n", "\n  ") for e in errors[:3]] + (
+            [f"... and {len(errors) - 3} more"] if len(errors) > 3 else []
         )
-        return 1
-    if len(sources) < NUM_DAYS and not args.allow_partial:
-        missing = [f"day_{d}" for d in range(NUM_DAYS) if d not in sources]
-        print(
-            f"Criteo 1TB setup failed: {archives} lacks {', '.join(missing)} "
-            "(pass --allow-partial to prepare only the days present).",
-            file=sys.stderr,
-        )
-        return 1
+        message = f"{archives} lacks " + ", ".join(f"day_{d}.gz" for d in missing)
+        if args.no_download:
+            message += " (--no-download)"
+        elif errors:
+            message += "; downloading failed:\n  " + "\n  ".join(shown)
+        where = " or ".join(f"{m.rstrip('/')}/day_N.gz" for m in mirrors)
+        message += f"\nDownload them ({where}; ~14 GB a day) and put them in --archives-dir"
+        if not sources or not args.allow_partial:
+            extra = (
+                "" if not sources else ", or pass --allow-partial to prepare only the days present"
+            )
+            print(f"Criteo 1TB setup failed: {message}{extra}.", file=sys.stderr)
+            return 1
+        print(f"warning: {message}; preparing the days present (--allow-partial)", file=sys.stderr)
     os.makedirs(out, exist_ok=True)
     for name in os.listdir(out):  # leftovers of an interrupted run
         if name.endswith(".tmp"):

@@ -26,7 +26,13 @@ concatenated) + ``_offsets.npy`` (int64), read memory-mapped by the loader.
 Every output is written to a temporary name and renamed; ``manifest.json`` records each finished
 step, so a re-run resumes after the last one and a half-written file is never taken as complete.
 
-    python -m algoperf_torch.data wmt --data-dir ~/data --archives-dir ~/downloads/wmt
+An archive the setup needs that is missing from the archives folder (and whose files are not
+there extracted either) is downloaded into it first, atomically, from the URL in ``URLS`` (the
+statmt.org sources of TFDS's WMT builder) or from ``--mirror``; ``--no-download`` fails instead,
+naming what is missing. The newstest2014 test set is read from ``dev.tgz`` as TFDS does, or from
+``test-full.tgz`` if that is what the folder holds.
+
+    python -m algoperf_torch.data wmt --data-dir ~/data [--archives-dir ~/downloads/wmt]
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import zlib
 
 import numpy as np
 
-from algoperf_torch.data.download import SetupError
+from algoperf_torch.data.download import SetupError, add_download_arguments, fetch
 
 FOLDER = "wmt"
 TOKENIZER = "wmt_sentencepiece_model"
@@ -64,8 +70,23 @@ EVAL_SOURCES = {
         ("dev.tgz", "dev/newstest2013-src.de.sgm", "dev/newstest2013-ref.en.sgm"),
     ),
     "test": (
+        ("dev.tgz", "dev/newstest2014-deen-src.de.sgm", "dev/newstest2014-deen-ref.en.sgm"),
         ("test-full.tgz", "test-full/newstest2014-deen-src.de.sgm", "test-full/newstest2014-deen-ref.en.sgm"),
     ),
+}  # fmt: skip
+# Where each archive is downloaded from: the URLs of TFDS's WMT builder for the subsets the
+# reference's wmt17_translate/de-en (train: europarl_v7, commoncrawl, newscommentary_v12,
+# rapid_2016) and wmt14_translate/de-en (newstest2013, newstest2014, both in the WMT19 dev.tgz)
+# read [tensorflow/datasets tensorflow_datasets/translate/wmt.py _TRAIN_SUBSETS, _DEV_SUBSETS;
+# wmt17.py, wmt14.py]. test-full.tgz (not used by TFDS) is statmt.org's WMT14 test release.
+# statmt.org publishes no checksums.
+URLS = {
+    "training-parallel-europarl-v7.tgz": "http://www.statmt.org/wmt13/training-parallel-europarl-v7.tgz",
+    "training-parallel-commoncrawl.tgz": "http://www.statmt.org/wmt13/training-parallel-commoncrawl.tgz",
+    "training-parallel-nc-v12.tgz": "http://data.statmt.org/wmt17/translation-task/training-parallel-nc-v12.tgz",
+    "rapid2016.tgz": "http://data.statmt.org/wmt18/translation-task/rapid2016.tgz",
+    "dev.tgz": "http://data.statmt.org/wmt19/translation-task/dev.tgz",
+    "test-full.tgz": "http://www.statmt.org/wmt14/test-full.tgz",
 }  # fmt: skip
 COUNTS = {"train": 5_906_184, "validation": 3000, "test": 3003}
 SPLITS = ("train", "validation", "test")
@@ -76,8 +97,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--archives-dir",
         default=None,
-        help="folder with the WMT .tgz archives or the files extracted from them "
-        "(default: <data-dir>/wmt/downloads)",
+        help="folder with the WMT .tgz archives or the files extracted from them; missing "
+        "archives are downloaded into it (default: <data-dir>/wmt/downloads)",
+    )
+    parser.add_argument(
+        "--no-download",
+        action="store_true",
+        help="fail, naming the missing archives, instead of downloading them",
     )
     parser.add_argument(
         "--allow-partial",
@@ -85,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept pair counts that differ from the official ones (a subset, a test)",
     )
     parser.add_argument("--vocab-size", type=int, default=32000, help="SentencePiece vocabulary")
+    add_download_arguments(parser, "the statmt.org URLs TFDS uses", checksums=False)
 
 
 # --- reading the raw files -------------------------------------------------------------------
@@ -152,6 +179,51 @@ def read_split(archives: str, split: str, log) -> tuple[list[str], list[str]]:
         en += e
     order = np.random.default_rng(SHUFFLE_SEED).permutation(len(de))
     return [de[i] for i in order], [en[i] for i in order]
+
+
+# --- downloading what is missing ---------------------------------------------------------------
+def _present(archives: str, candidate: tuple[str, str, str]) -> bool:
+    """The candidate's archive, or both of its files extracted, are in ``archives``."""
+    archive, *members = candidate
+    if os.path.isfile(os.path.join(archives, archive)):
+        return True
+    return all(
+        os.path.isfile(os.path.join(archives, m))
+        or os.path.isfile(os.path.join(archives, os.path.basename(m)))
+        for m in members
+    )
+
+
+def missing_archives(archives: str, splits) -> list[str]:
+    """Archives to download for ``splits``: for each source none of whose candidates is present,
+    its first candidate's archive (in order, once each)."""
+    groups = []
+    for split in splits:
+        groups += [(s,) for s in TRAIN_SOURCES] if split == "train" else [EVAL_SOURCES[split]]
+    names: list[str] = []
+    for candidates in groups:
+        if not any(_present(archives, c) for c in candidates) and candidates[0][0] not in names:
+            names.append(candidates[0][0])
+    return names
+
+
+def download_missing(archives: str, names: list[str], mirror: str | None, log) -> None:
+    """Fetch each of ``names`` into ``archives``; one error naming every file that failed."""
+    failed, errors = [], []
+    for name in names:
+        log(f"  {name}: not in {archives}, downloading")
+        try:
+            fetch(name, archives, [mirror or URLS[name].rsplit("/", 1)[0]], None)
+        except SetupError as e:
+            failed.append(name)
+            errors.append(str(e))  # names the URL tried
+    if failed:
+        raise SetupError(
+            f"missing in {archives}: {', '.join(failed)}, and the download failed:\n  "
+            + "\n  ".join(errors)
+            + f"\nDownload them by hand (or use another --mirror) and put them in --archives-dir "
+            f"({archives})"
+        )
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -243,6 +315,16 @@ def run(args: argparse.Namespace) -> int:
         todo = [s for s in SPLITS if not _finished(root, done, s)]
         if not os.path.isfile(tok_path) and "train" not in todo:
             todo.insert(0, "train")  # the tokenizer is trained from the train split
+        missing = missing_archives(archives, todo)
+        if missing and args.no_download:
+            urls = "\n  ".join(
+                (args.mirror.rstrip("/") + "/" + n) if args.mirror else URLS[n] for n in missing
+            )
+            raise SetupError(
+                f"missing in {archives}: {', '.join(missing)} (--no-download). Download\n  {urls}\n"
+                "and put them in --archives-dir, or drop --no-download"
+            )
+        download_missing(archives, missing, args.mirror, log)
         sp = None
         for split in todo:
             de, en = read_split(archives, split, log)
