@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algoperf_torch.layers.batch_norm import set_running_stats_update
 from algoperf_torch.spec import ParameterType
 from algoperf_torch.workload import param_type_from_name
 from algoperf_torch.workloads.librispeech_conformer import model as conformer
@@ -375,11 +376,11 @@ def test_masked_batch_norm_uses_valid_frames_only():
     torch.testing.assert_close(bn.running_mean, 0.001 * mean)
     torch.testing.assert_close(bn.running_var, 0.999 + 0.001 * var)
     # update_running_stats False (the reference's update_batch_norm=False): stats stay.
-    conformer.set_masked_bn_update(bn, False)
+    set_running_stats_update(bn, False)
     before = bn.running_mean.clone(), bn.running_var.clone()
     torch.testing.assert_close(bn(x_pad, paddings), out)
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
-    conformer.set_masked_bn_update(bn, True)
+    set_running_stats_update(bn, True)
     # Eval normalises with the running statistics.
     bn.eval()
     scale = (1 + bn.scale) / torch.sqrt(bn.running_var + 0.001)
@@ -390,9 +391,9 @@ def test_masked_batch_norm_uses_valid_frames_only():
 def test_deepspeech_batch_norm_switches(full_deepspeech):
     bns = [m for m in full_deepspeech.modules() if isinstance(m, deepspeech.BatchNorm)]
     assert len(bns) == 9 and all(b.update_running_stats and b.sync_across_ranks for b in bns)
-    conformer.set_masked_bn_update(full_deepspeech, False)
+    set_running_stats_update(full_deepspeech, False)
     assert not any(b.update_running_stats for b in bns)
-    conformer.set_masked_bn_update(full_deepspeech, True)
+    set_running_stats_update(full_deepspeech, True)
 
 
 def test_attention_matches_a_hand_written_softmax():

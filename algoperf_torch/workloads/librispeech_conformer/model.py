@@ -368,13 +368,7 @@ class ConformerEncoderDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Xavier-uniform on every Linear/Conv1d weight (depth-first), zero biases
-        [models.py ``initialize``]."""
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def forward(
         self, audio: torch.Tensor, audio_paddings: torch.Tensor, dropout_rate: float | None = None
@@ -389,11 +383,14 @@ class ConformerEncoderDecoder(nn.Module):
         return self.lin(self.ln(x)), paddings
 
 
-def set_masked_bn_update(model: nn.Module, update: bool) -> None:
-    """Freeze (False) or resume (True) the running statistics of every masked BN in ``model``."""
+def xavier_init(model: nn.Module) -> None:
+    """Xavier-uniform on every Linear/Conv1d weight (depth-first), zero biases; the reference's
+    ``initialize``, which its DeepSpeech imports from the Conformer [conformer models.py]."""
     for m in model.modules():
-        if hasattr(type(m), "update_running_stats"):
-            m.update_running_stats = update
+        if isinstance(m, (nn.Linear, nn.Conv1d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def build_conformer(model_cfg: Mapping[str, Any]) -> ConformerEncoderDecoder:

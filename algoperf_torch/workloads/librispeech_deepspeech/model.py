@@ -37,6 +37,7 @@ from algoperf_torch.workloads.librispeech_conformer.model import (
     config_from_mapping,
     make_specaugment,
     masked_batch_norm,
+    xavier_init,
 )
 
 # The reference's dummy batch for the LazyLinear forward [deepspeech workload.py init_model_fn].
@@ -224,11 +225,7 @@ class DeepspeechEncoderDecoder(nn.Module):
         self.subsample.lin.reset_parameters()
         for ffn in self.ffns:
             ffn.lin.reset_parameters()
-        for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d)):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        xavier_init(self)
 
     def forward(
         self, audio: torch.Tensor, audio_paddings: torch.Tensor, dropout_rate: float | None = None
