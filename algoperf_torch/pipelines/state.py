@@ -11,7 +11,8 @@ an error that names both, never a silent jump to another stream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -86,3 +87,51 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> Batch:
 def eval_shard(num_examples: int, rank: int, world_size: int) -> range:
     """This rank's contiguous share of ``num_examples``: shards cover each example once."""
     return range(rank * num_examples // world_size, (rank + 1) * num_examples // world_size)
+
+
+class LoaderBatches(Resumable):
+    """Base for iterators over a torchdata ``StatefulDataLoader`` driven by a batch sampler with
+    ``seek(batch)`` (ImageNet's and fastMRI's).
+
+    A subclass's ``__next__`` sets ``self._it = iter(self.loader)`` on the first call and, for
+    each batch it hands out, ``self._loader_state = (loader.num_workers, loader.state_dict())``
+    as taken right after that batch came out of the loader, and counts ``self.batches``.
+
+    State: ``fingerprint`` (the request it belongs to), ``batches`` handed out, ``num_workers``
+    of the loader whose state follows, ``loader`` (that state, or None before the first batch).
+    Resuming moves the sampler to batch ``batches`` and, with the same worker count, loads
+    ``loader`` (torchdata puts back the sampler state it recorded for that batch, the same one);
+    torchdata's layout depends on the worker count, so with another count the sampler's position
+    alone is used. Either way nothing before that batch is produced again.
+    """
+
+    def __init__(self, loader: Any, sampler: Any, identity: dict[str, Any]) -> None:
+        self.loader, self.sampler = loader, sampler
+        self._fingerprint = identity
+        self.batches = 0
+        self._loader_state: tuple[int, dict | None] = (loader.num_workers, None)
+        self._it: Iterator | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        workers, loader_state = self._loader_state
+        return {
+            "fingerprint": dict(self._fingerprint),
+            "batches": self.batches,
+            "num_workers": workers,
+            "loader": copy.deepcopy(loader_state),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        check_fingerprint(state, self._fingerprint)
+        if self._it is not None:
+            raise RuntimeError("load_state_dict() must come before the first next()")
+        batches, workers, loader_state = (
+            int(state["batches"]),
+            int(state["num_workers"]),
+            state["loader"],
+        )
+        self.sampler.seek(batches)  # checks the position now (torchdata loads it lazily)
+        if loader_state is not None and workers == self.loader.num_workers:
+            self.loader.load_state_dict(copy.deepcopy(loader_state))
+        self.batches = batches
+        self._loader_state = (workers, copy.deepcopy(loader_state))

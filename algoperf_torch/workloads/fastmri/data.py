@@ -35,7 +35,6 @@ the number of batches handed out plus the loader's state as of the last of them.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from collections import OrderedDict
@@ -48,7 +47,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from algoperf_torch.pipelines.state import Resumable, check_fingerprint, eval_shard, fingerprint
+from algoperf_torch.pipelines.state import LoaderBatches, eval_shard, fingerprint
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
 from algoperf_torch.workloads.fastmri.transforms import CROP, column_mask, process_slice
 from algoperf_torch.workloads.imagenet_resnet.data import EvalBatchSampler, TrainBatchSampler
@@ -184,13 +183,10 @@ class _KeyedSampler:
         self.sampler.load_state_dict(state)
 
 
-class FastMRIBatches(Resumable):
+class FastMRIBatches(LoaderBatches):
     """One split's batches on the device (eval: the last one padded to the batch size).
 
-    State: ``fingerprint``, ``batches`` handed out, ``num_workers`` of the loader whose state
-    follows, ``loader`` (``StatefulDataLoader.state_dict()`` right after the last handed-out
-    batch). Resuming moves the sampler to batch ``batches`` (and, with the same worker count,
-    loads the loader's state); nothing before that batch is produced again.
+    State and resuming: ``LoaderBatches``.
     """
 
     def __init__(
@@ -201,11 +197,8 @@ class FastMRIBatches(Resumable):
         identity: dict[str, Any],
         pad: bool,
     ) -> None:
-        self.loader, self.sampler, self.request, self.pad = loader, sampler, request, pad
-        self._fingerprint = identity
-        self.batches = 0
-        self._loader_state: tuple[int, dict | None] = (loader.num_workers, None)
-        self._it: Iterator | None = None
+        super().__init__(loader, sampler, identity)
+        self.request, self.pad = request, pad
 
     def __next__(self) -> Batch:
         if self._it is None:
@@ -224,30 +217,6 @@ class FastMRIBatches(Resumable):
         device = self.request.device
         pin = device.type == "cuda"
         return {k: v.to(device, non_blocking=pin) for k, v in batch.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        workers, loader_state = self._loader_state
-        return {
-            "fingerprint": dict(self._fingerprint),
-            "batches": self.batches,
-            "num_workers": workers,
-            "loader": copy.deepcopy(loader_state),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_fingerprint(state, self._fingerprint)
-        if self._it is not None:
-            raise RuntimeError("load_state_dict() must come before the first next()")
-        batches, workers, loader_state = (
-            int(state["batches"]),
-            int(state["num_workers"]),
-            state["loader"],
-        )
-        self.sampler.seek(batches)
-        if loader_state is not None and workers == self.loader.num_workers:
-            self.loader.load_state_dict(copy.deepcopy(loader_state))
-        self.batches = batches
-        self._loader_state = (workers, copy.deepcopy(loader_state))
 
 
 def _loader(dataset: Dataset, sampler, request: DataRequest, persistent: bool):

@@ -46,7 +46,6 @@ RNG; eval batches are never padded (the metric divides by the split size).
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import random
@@ -62,9 +61,8 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from algoperf_torch.pipelines.state import (
+    LoaderBatches,
     PipelineStateError,
-    Resumable,
-    check_fingerprint,
     eval_shard,
     fingerprint,
 )
@@ -442,26 +440,15 @@ class Mixup:
         return x, t
 
 
-class ImageNetBatches(Resumable):
+class ImageNetBatches(LoaderBatches):
     """One split's batches on the device: loader -> device copy -> normalise (-> mixup).
 
     With ``prefetch`` (the default on CUDA) the next batch is pulled from the loader, and on CUDA
     its copy issued on a side stream, before the current one is handed out, so the copy
     overlaps the training step on the current one.
 
-    State (``state_dict``)::
-
-        fingerprint  the request it belongs to (a state of another request is refused)
-        batches      batches ``next()`` handed out since the stream's start (the mixup counter)
-        num_workers  the worker count of the loader whose state follows
-        loader       ``StatefulDataLoader.state_dict()`` taken right after the last handed-out
-                     batch came out of the loader (before any batch was pulled ahead), or None
-                     before the first; it holds the batch sampler's state as of that batch
-
-    Resuming moves the batch sampler to batch ``batches`` and, with the same worker count, loads
-    ``loader`` into the new loader (torchdata puts back the sampler state it recorded, the same
-    one); torchdata's layout depends on the worker count, so with another count the sampler's
-    position alone is used. Either way nothing before that batch is produced again.
+    State and resuming: ``LoaderBatches``; its ``batches`` counter is also the mixup counter,
+    and the loader state is taken before any batch was pulled ahead.
     """
 
     def __init__(
@@ -473,13 +460,10 @@ class ImageNetBatches(Resumable):
         identity: dict[str, Any],
         mixup: Mixup | None = None,
     ) -> None:
-        self.loader, self.sampler, self.mixup = loader, sampler, mixup
+        super().__init__(loader, sampler, identity)
+        self.mixup = mixup
         self.device = request.device
         self.normalize = Normalize(config, request.device)
-        self._fingerprint = identity
-        self.batches = 0
-        self._loader_state: tuple[int, dict | None] = (loader.num_workers, None)
-        self._it: Iterator | None = None
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.prefetch = self._stream is not None
         self._ahead: tuple[torch.Tensor, torch.Tensor, dict] | None = None
@@ -521,31 +505,6 @@ class ImageNetBatches(Resumable):
         if self.mixup is not None:
             x, y = self.mixup(x, y, k)
         return {"inputs": x, "targets": y}
-
-    def state_dict(self) -> dict[str, Any]:
-        workers, loader_state = self._loader_state
-        return {
-            "fingerprint": dict(self._fingerprint),
-            "batches": self.batches,
-            "num_workers": workers,
-            "loader": copy.deepcopy(loader_state),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        check_fingerprint(state, self._fingerprint)
-        if self._it is not None:
-            raise RuntimeError("load_state_dict() must come before the first next()")
-        batches, workers, loader_state = (
-            int(state["batches"]),
-            int(state["num_workers"]),
-            state["loader"],
-        )
-        self.sampler.seek(batches)  # checks the position now (torchdata loads it lazily)
-        if loader_state is not None and workers == self.loader.num_workers:
-            # torchdata puts back the sampler state it recorded for that batch (the same one)
-            self.loader.load_state_dict(copy.deepcopy(loader_state))
-        self.batches = batches
-        self._loader_state = (workers, copy.deepcopy(loader_state))
 
 
 def input_iterator(config: WorkloadConfig, request: DataRequest) -> ImageNetBatches:
