@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from algoperf_torch.pipelines.prepared import prepared_root
 from algoperf_torch.pipelines.state import (
     Resumable,
     check_fingerprint,
@@ -66,10 +67,10 @@ def _hint(data_dir: str) -> str:
 
 def criteo_root(data_dir: str) -> str:
     """``data_dir/criteo1tb`` if it holds the index, else ``data_dir`` itself."""
+    root = prepared_root(data_dir, "criteo1tb", (INDEX_FILE,))
+    if root is not None:
+        return root
     data_dir = os.path.expanduser(data_dir)
-    for root in (os.path.join(data_dir, "criteo1tb"), data_dir):
-        if os.path.isfile(os.path.join(root, INDEX_FILE)):
-            return root
     raise CriteoDataError(
         f"no prepared Criteo 1TB data under {data_dir!r} (looked for criteo1tb/{INDEX_FILE} "
         f"and {INDEX_FILE}). {_hint(data_dir)}"

@@ -47,6 +47,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from algoperf_torch.pipelines.prepared import prepared_root
 from algoperf_torch.pipelines.state import LoaderBatches, eval_shard, fingerprint
 from algoperf_torch.spec import Batch, DataRequest, WorkloadConfig
 from algoperf_torch.workloads.fastmri.transforms import CROP, column_mask, process_slice
@@ -63,10 +64,10 @@ class MissingFastMRIError(FileNotFoundError):
 
 def fastmri_root(data_dir: str) -> str:
     """``data_dir/fastmri`` if it holds the slice index, else ``data_dir`` itself."""
+    root = prepared_root(data_dir, "fastmri", (INDEX,))
+    if root is not None:
+        return root
     data_dir = os.path.expanduser(data_dir)
-    for root in (os.path.join(data_dir, "fastmri"), data_dir):
-        if os.path.isfile(os.path.join(root, INDEX)):
-            return root
     raise MissingFastMRIError(
         f"no fastMRI slice index under {data_dir!r} (looked for fastmri/{INDEX} and {INDEX}). "
         f"Prepare it from the official archives with: python -m algoperf_torch.data fastmri "

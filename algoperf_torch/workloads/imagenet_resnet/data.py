@@ -60,6 +60,7 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchvision.io import ImageReadMode, decode_image, read_file
 
+from algoperf_torch.pipelines.prepared import prepared_root
 from algoperf_torch.pipelines.state import (
     LoaderBatches,
     PipelineStateError,
@@ -87,10 +88,10 @@ def _hint(data_dir: str) -> str:
 
 def imagenet_root(data_dir: str) -> str:
     """``data_dir/imagenet`` if it holds ``train/`` or ``val/``, else ``data_dir`` itself."""
+    root = prepared_root(data_dir, "imagenet", ("train", "val"), exists=os.path.isdir)
+    if root is not None:
+        return root
     data_dir = os.path.expanduser(data_dir)
-    for root in (os.path.join(data_dir, "imagenet"), data_dir):
-        if os.path.isdir(os.path.join(root, "train")) or os.path.isdir(os.path.join(root, "val")):
-            return root
     raise MissingImageNetError(
         f"no ImageNet folders under {data_dir!r} (looked for imagenet/train, imagenet/val, "
         f"train, val). {_hint(data_dir)}"

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from algoperf_torch.pipelines.prepared import prepared_root
 from algoperf_torch.pipelines.state import (
     PipelineStateError,
     Resumable,
@@ -87,10 +88,10 @@ def _hint(data_dir: str) -> str:
 
 def librispeech_root(data_dir: str) -> str:
     """``data_dir/librispeech`` if it holds the tokenizer, else ``data_dir`` itself."""
+    root = prepared_root(data_dir, "librispeech", (TOKENIZER_FILE,))
+    if root is not None:
+        return root
     data_dir = os.path.expanduser(data_dir)
-    for root in (os.path.join(data_dir, "librispeech"), data_dir):
-        if os.path.isfile(os.path.join(root, TOKENIZER_FILE)):
-            return root
     raise MissingLibriSpeechError(
         f"no prepared LibriSpeech under {data_dir!r} (looked for librispeech/{TOKENIZER_FILE} "
         f"and {TOKENIZER_FILE}). {_hint(data_dir)}"

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from algoperf_torch.pipelines.prepared import prepared_root
 from algoperf_torch.pipelines.state import (
     PipelineStateError,
     Resumable,
@@ -45,10 +46,10 @@ TOKENIZER = "wmt_sentencepiece_model"
 
 def wmt_root(data_dir: str) -> str:
     """``<data_dir>/wmt`` (or ``data_dir`` itself when it is that folder)."""
+    root = prepared_root(data_dir, FOLDER, ("manifest.json",))
+    if root is not None:
+        return root
     data_dir = os.path.expanduser(data_dir)
-    for root in (os.path.join(data_dir, FOLDER), data_dir):
-        if os.path.isfile(os.path.join(root, "manifest.json")):
-            return root
     raise FileNotFoundError(
         f"no prepared WMT data in {data_dir!r} (looked for {FOLDER}/manifest.json); run "
         f"python -m algoperf_torch.data wmt --data-dir {data_dir} --archives-dir <WMT archives>"
