@@ -28,11 +28,8 @@ def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) 
     batches = workload._build_input_queue(
         [seed, 0], split, workload.data_dir, workload.eval_batch_size, workload.eval_index
     )
-    # A metric that needs the model itself (WMT's BLEU decodes with it) sets ``needs_model``;
-    # it then also gets the model and the data folder (None on synthetic data).
-    extra = {}
-    if getattr(metric, "needs_model", False):
-        extra = {"model": model, "data_dir": None if workload.synthetic else workload.data_dir}
+    # A metric that needs the model itself (WMT's BLEU decodes with it) sets ``needs_model``.
+    extra = {"model": model} if getattr(metric, "needs_model", False) else {}
     for batch in batches:
         for part in _row_chunks(batch, workload.config.eval_chunk_size):
             logits, _ = workload.model_fn(

@@ -221,8 +221,9 @@ class EvalMetric(Protocol):
     """Accumulates one eval split. ``state()`` holds tensors that are summed across ranks.
 
     A metric that needs more than the logits (e.g. to decode) sets ``needs_model = True``; the
-    eval loop then calls ``update(logits, batch, model=model, data_dir=data_dir)``, with the
-    model as the loop has it (maybe DDP/compile-wrapped) and ``data_dir=None`` on synthetic data.
+    eval loop then calls ``update(logits, batch, model=model)``, with the model as the loop has
+    it (maybe DDP/compile-wrapped). A metric that reads a prepared file (a tokenizer) gets the
+    data folder at construction (``WorkloadFunctions.metric_reads_data``).
     """
 
     def update(self, logits: Any, batch: Batch) -> None: ...

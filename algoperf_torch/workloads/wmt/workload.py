@@ -83,35 +83,36 @@ def loss(
 class WmtMetrics:
     """Summed token loss/accuracy and BLEU statistics of one eval split.
 
-    ``needs_model``: the eval loop also passes the model (for beam search) and the data folder
-    (for the SentencePiece model that detokenises ids; ``None`` on synthetic data, where BLEU is
-    scored on the id strings).
+    ``data_dir`` (``metric_reads_data``) holds the SentencePiece model that detokenises ids;
+    ``""`` on synthetic data, where BLEU is scored on the id strings. ``needs_model``: the eval
+    loop also passes the model (for beam search).
     """
 
     needs_model = True
 
-    def __init__(self, config: WorkloadConfig) -> None:
+    def __init__(self, config: WorkloadConfig, data_dir: str = "") -> None:
         self.config = config
+        self.data_dir = data_dir
         self._loss = torch.zeros((), dtype=torch.float64)
         self._correct = torch.zeros((), dtype=torch.float64)
         self._tokens = torch.zeros((), dtype=torch.float64)
         self._bleu = torch.zeros(bleu.NUM_STATS, dtype=torch.int64)
         self._detok = None
 
-    def update(self, logits: torch.Tensor, batch: Batch, model=None, data_dir=None) -> None:
+    def update(self, logits: torch.Tensor, batch: Batch, model=None) -> None:
         targets, weights = batch["targets"], batch["weights"]
         out = loss(self.config, targets, logits.float(), weights, 0.0)
         self._loss += out.summed.double().cpu()
         self._correct += ((logits.argmax(-1) == targets) * weights).sum().double().cpu()
         self._tokens += weights.sum().double().cpu()
         if model is not None:
-            self._update_bleu(model, batch, data_dir)
+            self._update_bleu(model, batch)
 
-    def _update_bleu(self, model: nn.Module, batch: Batch, data_dir: str | None) -> None:
+    def _update_bleu(self, model: nn.Module, batch: Batch) -> None:
         from algoperf_torch.workload import unwrap
 
         if self._detok is None:
-            self._detok = detokenizer(data_dir)
+            self._detok = detokenizer(self.data_dir or None)
         d = self.config.data
         # Rows with a real first target token; the reference scores the first that many rows.
         rows = int(batch["weights"].sum(0)[0]) if len(batch["weights"]) else 0
@@ -200,6 +201,7 @@ FUNCTIONS = WorkloadFunctions(
     synthetic_batch=synthetic_batch,
     loss=loss,
     make_metric=WmtMetrics,
+    metric_reads_data=True,
     forward=forward,
     is_output_param=lambda name: name == "shared_embedding.weight",
 )
