@@ -110,6 +110,9 @@ class WorkloadConfig:
     eval_batch_size: int
     loss_type: str
     compile: str = "off"
+    fast_kernels: bool = True
+    """CPU fp32 layers take the faster kernels of ``layers/fast.py`` (same math, other rounding);
+    off: exactly the reference's kernels."""
     model: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -132,6 +135,10 @@ class WorkloadConfig:
         if self.compile not in COMPILE_CHOICES:
             raise ValueError(
                 f"workload {self.name}: compile={self.compile!r}; expected one of {COMPILE_CHOICES}"
+            )
+        if not isinstance(self.fast_kernels, bool):
+            raise ValueError(
+                f"workload {self.name}: fast_kernels={self.fast_kernels!r}; expected true or false"
             )
         try:
             LossType[self.loss_type.upper()]

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from algoperf_torch.distributed import DistInfo
 from algoperf_torch.layers.batch_norm import set_running_stats_update
+from algoperf_torch.layers.fast import set_fast_kernels
 from algoperf_torch.pipelines.synthetic import synthetic_iterator
 from algoperf_torch.spec import (
     Batch,
@@ -232,6 +233,7 @@ class Workload:
             return self._model, None
         torch.random.manual_seed(int(rng[0]))
         model = self.functions.build_model(self.config)
+        set_fast_kernels(model, self.config.fast_kernels)
         named = list(model.named_parameters())
         self._param_shapes = {k: ShapeTuple(tuple(p.shape)) for k, p in named}
         type_of = self.functions.param_type or param_type_from_name

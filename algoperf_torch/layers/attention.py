@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algoperf_torch.layers.fast import Linear
+
 
 def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     b, n, d = x.shape
@@ -36,10 +38,10 @@ class SelfAttention(nn.Module):
             raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         # Built (torch default init) then re-initialised, in this order, as the reference.
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
-        self.out = nn.Linear(width, width)
+        self.query = Linear(width, width)
+        self.key = Linear(width, width)
+        self.value = Linear(width, width)
+        self.out = Linear(width, width)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -65,9 +67,9 @@ class CrossAttention(nn.Module):
             raise ValueError(f"width {width} is not divisible by num_heads {num_heads}")
         self.width = width
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(width, width, bias=bias)
-        self.kv_proj = nn.Linear(width, 2 * width, bias=bias)
-        self.out_proj = nn.Linear(width, width, bias=bias)
+        self.q_proj = Linear(width, width, bias=bias)
+        self.kv_proj = Linear(width, 2 * width, bias=bias)
+        self.out_proj = Linear(width, width, bias=bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from algoperf_torch.layers.fast import Linear
+
 
 class MlpBlock(nn.Module):
     """width -> mlp_dim -> width feed-forward block; ``glu_linear`` only when ``use_glu``."""
@@ -21,10 +23,10 @@ class MlpBlock(nn.Module):
         super().__init__()
         mlp_dim = mlp_dim or 4 * width
         self.use_glu = use_glu
-        self.linear1 = nn.Linear(width, mlp_dim)
+        self.linear1 = Linear(width, mlp_dim)
         self.act_fnc = nn.GELU(approximate="tanh")
-        self.glu_linear = nn.Linear(mlp_dim, mlp_dim) if use_glu else None
-        self.linear2 = nn.Linear(mlp_dim, width)
+        self.glu_linear = Linear(mlp_dim, mlp_dim) if use_glu else None
+        self.linear2 = Linear(mlp_dim, width)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algoperf_torch.layers.batch_norm import BatchNorm2d
+from algoperf_torch.layers.fast import channels_last
 from algoperf_torch.layers.init import lecun_normal_
 
 
@@ -49,7 +50,11 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ResNet with the CIFAR stem; ``layers`` = blocks per stage ([2, 2, 2, 2] is ResNet-18)."""
+    """ResNet with the CIFAR stem; ``layers`` = blocks per stage ([2, 2, 2, 2] is ResNet-18).
+
+    ``fast_kernels``: a CPU input is made channels-last first (``layers/fast.py``)."""
+
+    fast_kernels: bool = True
 
     def __init__(self, layers: list[int] | tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 10):
         super().__init__()
@@ -100,6 +105,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bn2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_last(x, self.fast_kernels)  # values unchanged
         x = F.relu(self.bn1(self.conv1(x)))  # [B, 3, 32, 32] -> [B, 64, 32, 32]
         x = self.layer1(x)  # [B, 64, 32, 32]
         x = self.layer2(x)  # [B, 128, 16, 16]

@@ -22,6 +22,7 @@ from torch import nn
 
 from algoperf_torch.layers.activations import make_activation
 from algoperf_torch.layers.batch_norm import BatchNorm2d
+from algoperf_torch.layers.fast import channels_last
 from algoperf_torch.layers.init import lecun_normal_
 
 
@@ -67,7 +68,12 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """ImageNet ResNet with Bottleneck blocks; ``layers=(3, 4, 6, 3)`` is ResNet-50."""
+    """ImageNet ResNet with Bottleneck blocks; ``layers=(3, 4, 6, 3)`` is ResNet-50.
+
+    With ``fast_kernels`` (``layers/fast.py``) a CPU input is made channels-last first, so every
+    convolution runs in oneDNN's layout without reorders; the parameters keep theirs."""
+
+    fast_kernels: bool = True
 
     def __init__(
         self,
@@ -122,6 +128,7 @@ class ResNet(nn.Module):
                 nn.init.constant_(m.bn3.weight, bn_init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = channels_last(x, self.fast_kernels)  # values unchanged
         x = self.maxpool(self.act_fnc(self.bn1(self.conv1(x))))  # [B, 3, H, W] -> [B, 64, H/4, W/4]
         x = self.layer1(x)  # [B, 256, H/4, W/4]
         x = self.layer2(x)  # [B, 512, H/8, W/8]

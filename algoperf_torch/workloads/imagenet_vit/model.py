@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algoperf_torch.layers.attention import SelfAttention
+from algoperf_torch.layers.fast import Linear
 from algoperf_torch.layers.init import lecun_normal_
 from algoperf_torch.layers.map_head import MAPHead
 from algoperf_torch.layers.mlp import MlpBlock
@@ -95,12 +96,12 @@ class ViT(nn.Module):
         super().__init__()
         self.default_dropout_rate = dropout_rate  # the reference's DROPOUT_RATE
         # Construction order = the reference's torch-RNG order (see module docstring).
-        self.pre_logits = nn.Linear(width, width)
+        self.pre_logits = Linear(width, width)
         self.conv_patch_extract = nn.Conv2d(
             3, width, patch_size, stride=patch_size, padding="valid"
         )
         self.encoder = Encoder(depth, width, mlp_dim, num_heads, use_glu, use_post_layer_norm)
-        self.head = nn.Linear(width, num_classes)
+        self.head = Linear(width, num_classes)
         self.map = MAPHead(width, mlp_dim, num_heads) if use_map else None
         self.reset_parameters()
 
