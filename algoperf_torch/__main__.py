@@ -168,6 +168,10 @@ def run(cfg: Any) -> dict[str, Any]:
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
     settings = run_settings(cfg)
+    if _boolean(cfg, "retain_host_memory"):
+        from algoperf_torch.host_memory import retain_freed_memory
+
+        retain_freed_memory()
     wl_config = WorkloadConfig.from_dict(resolved["workload"]).for_rules(settings.rules)
     functions = get_workload_functions(wl_config.impl)
     data_cfg = resolved["data"]
