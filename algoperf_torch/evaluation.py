@@ -17,8 +17,13 @@ from algoperf_torch.spec import EVAL_SPLITS, ForwardPassMode
 from algoperf_torch.workload import Workload
 
 
+@torch.inference_mode()
 def evaluate_split(workload: Workload, model: nn.Module, split: str, seed: int) -> dict[str, float]:
-    """Metrics of ``model`` on ``split`` (``split`` must have examples)."""
+    """Metrics of ``model`` on ``split`` (``split`` must have examples).
+
+    The whole split runs under ``torch.inference_mode`` (no autograd state, no version counters),
+    the pipeline and the metric included, so none of its tensors meet training; ``model_fn``'s
+    EVAL mode alone is ``no_grad``, as the reference's, for submissions that call it."""
     num_examples = workload.eval_examples(split)
     if workload.functions.metric_reads_data:
         data_dir = "" if workload.synthetic else workload.data_dir
