@@ -43,10 +43,29 @@ def test_bench_workload_row_is_sane(bench):
     assert eager["gflops_per_s"] > 0 and eager["pct_gemm_peak"] > 0
     assert eager["pct_conv_peak"] is None  # not a conv net
     assert eager["peak_mem_mib"] > 0
-    machine = bench.machine_info("cpu", tf32=False)
+    machine = bench.machine_info("cpu", tf32=False, options=options)
     table = bench.format_table([row], peaks, machine)
     assert "digits" in table and "eager" in table and "GFLOP/s" in table
     json.dumps(row)  # the --json output is plain data
+
+
+def test_linears_run_as_1x1_convolutions_count_as_gemms(bench):
+    import torch
+    import torch.nn.functional as F
+
+    from algoperf_torch.layers.fast import onednn_linear
+
+    x, w = torch.randn(64, 32, requires_grad=True), torch.randn(16, 32, requires_grad=True)
+    images, kernel = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3, requires_grad=True)
+
+    def step():
+        onednn_linear(x, w, None).sum().backward()  # 3 x 2*64*32*16 FLOPs
+        F.conv2d(images, kernel).sum().backward()  # forward + weight gradient: 2 x 2*2*4*27*36
+
+    flops = bench.count_flops(step)
+    assert flops["gemm_as_conv"] == 3 * 2 * 64 * 32 * 16
+    assert flops["conv"] == 2 * 2 * 2 * 4 * 27 * 36
+    assert flops["total"] == flops["conv"] + flops["gemm_as_conv"]
 
 
 def test_main_json_in_process(bench, capsys):
