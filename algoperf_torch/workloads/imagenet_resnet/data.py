@@ -47,6 +47,7 @@ RNG; eval batches are never padded (the metric divides by the split size).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 from collections.abc import Iterator, Mapping
@@ -144,6 +145,13 @@ def decode(path: str) -> torch.Tensor:
     return decode_image(read_file(path), mode=ImageReadMode.RGB)
 
 
+@functools.lru_cache(maxsize=8)
+def _log_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    """float32 log of the aspect-ratio range, as torchvision computes it (cached: it was a tensor
+    build and a log per image)."""
+    return tuple(torch.log(torch.tensor(ratio)).tolist())
+
+
 def random_resized_crop_box(
     height: int,
     width: int,
@@ -153,7 +161,7 @@ def random_resized_crop_box(
 ) -> tuple[int, int, int, int]:
     """torchvision's ``RandomResizedCrop.get_params`` (10 tries, then a centre crop), seeded."""
     area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
+    log_ratio = _log_ratio(ratio)
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=gen).item()
         aspect = torch.exp(
@@ -188,9 +196,10 @@ class TrainTransform:
         top, left, h, w = random_resized_crop_box(
             img.shape[1], img.shape[2], self.scale, self.ratio, gen
         )
-        img = TF.resized_crop(img, top, left, h, w, [self.size, self.size], antialias=True)
+        # The tensor kernels of TF.resized_crop / TF.horizontal_flip, without the dispatch.
+        img = TF.resized_crop_image(img, top, left, h, w, [self.size, self.size], antialias=True)
         if torch.rand(1, generator=gen).item() < 0.5:
-            img = TF.horizontal_flip(img)
+            img = TF.horizontal_flip_image(img)
         if self.randaugment_ops:
             img = rand_augment(img, gen, self.randaugment_ops)
         return img  # [3, size, size] uint8
@@ -380,22 +389,29 @@ class Normalize:
 
 
 class Collate:
-    """Stack (image, label) pairs into a uint8 batch.
+    """Stack (image, label) pairs into a uint8 batch and a list of labels.
 
     In a worker the batch is written straight into shared memory (as torch's default collate
     does), so handing it to the main process costs no copy; normalisation happens after that, on
     the batch's device (measured faster than normalising in the workers even on a 2-core CPU,
-    since a uint8 batch is 4x smaller to hand over: benchmarks/bench_imagenet_pipeline.py).
+    since a uint8 batch is 4x smaller to hand over: benchmarks/bench_imagenet_pipeline.py). The
+    labels stay a list, pickled with the message: a label tensor would be a second
+    shared-memory segment and file-descriptor handover per batch (``ImageNetBatches`` makes
+    the tensor).
     """
 
-    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, list[int]]:
         images = [img for img, _ in items]
-        x = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype)  # [B, 3, H, W]
+        shape = (len(images), *images[0].shape)  # [B, 3, H, W]
         if get_worker_info() is not None:
-            x.share_memory_()
+            # Allocated in shared memory from the start, as torch's default_collate does:
+            # share_memory_() on a fresh tensor would allocate twice and copy.
+            storage = torch.UntypedStorage._new_shared(images[0].element_size() * math.prod(shape))
+            x = torch.empty(0, dtype=images[0].dtype).set_(storage).view(shape)
+        else:
+            x = torch.empty(shape, dtype=images[0].dtype)
         torch.stack(images, out=x)
-        y = torch.tensor([label for _, label in items], dtype=torch.int64)
-        return x, y
+        return x, [label for _, label in items]
 
 
 def _loader(
@@ -472,11 +488,13 @@ class ImageNetBatches(LoaderBatches):
     def _pull(self) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
         """The loader's next batch (None at the end) with the loader's state as of it."""
         try:
-            x, y = next(self._it)
+            x, labels = next(self._it)
         except StopIteration:
             return None
         state = self.loader.state_dict()
+        y = torch.tensor(labels, dtype=torch.int64)  # [B]
         if self._stream is not None:
+            y = y.pin_memory()  # the loader's pin thread pins x; labels come as a list
             with torch.cuda.stream(self._stream):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         return x, y, state
