@@ -426,6 +426,37 @@ def test_train_crops_equal_torchvision_path(tmp_path):
         assert torch.equal(got, expected), seed
 
 
+def test_shared_batch_buffers_are_reused_only_when_handed_back(monkeypatch):
+    """A worker writes a buffer again only after the main process gave its batch back; with
+    every buffer out it takes a fresh one; a stale or repeated hand-back frees nothing."""
+    monkeypatch.setattr(imagenet_data, "get_worker_info", lambda: argparse.Namespace(id=1))
+    buffers = imagenet_data.SharedBatchBuffers(num_workers=2, slots=2)
+    (a, ticket_a), (b, _) = buffers.take(64), buffers.take(64)
+    assert a.is_shared() and a.data_ptr() != b.data_ptr()
+    fresh, none = buffers.take(64)  # both out: a new one, never a buffer in use
+    assert none is None and fresh.data_ptr() not in (a.data_ptr(), b.data_ptr())
+    buffers.give_back(ticket_a)
+    again, ticket = buffers.take(64)
+    assert again.data_ptr() == a.data_ptr() and ticket != ticket_a
+    buffers.give_back(ticket_a)  # stale: the buffer holds another batch now
+    assert buffers.take(64)[1] is None
+    buffers.give_back(ticket)
+    bigger, _ = buffers.take(128)  # another size (an eval split's last batch): a new buffer
+    assert bigger.nbytes() == 128
+    assert buffers.owner[0].tolist() == [0, 0]  # worker 0's buffers were never touched
+
+
+def test_normalize_never_returns_its_input():
+    """The batch the main process hands out must not be the worker's buffer (which is written
+    again once handed back), also for float input (the test split)."""
+    config = load_config("imagenet_resnet")
+    normalize = imagenet_data.Normalize(config, torch.device("cpu"))
+    for x in (torch.full((2, 3, 4, 4), 7, dtype=torch.uint8), torch.full((2, 3, 4, 4), 7.0)):
+        out = normalize(x)
+        assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        assert torch.equal(out, x.float().sub_(normalize.mean).div_(normalize.std))
+
+
 def test_randaugment_ops_run_on_uint8():
     gen = torch.Generator().manual_seed(0)
     img = torch.randint(0, 256, (3, 32, 40), dtype=torch.uint8)
