@@ -539,6 +539,7 @@ class ImageNetBatches(LoaderBatches):
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.prefetch = self._stream is not None
         self._ahead: tuple[torch.Tensor, torch.Tensor, dict, Any] | None = None
+        self._mapped: dict[tuple[int, int], torch.UntypedStorage] = {}  # (worker, buffer slot)
 
     def _pull(self) -> tuple[torch.Tensor, torch.Tensor, dict, Any] | None:
         """The loader's next batch (None at the end) with the loader's state as of it."""
@@ -575,11 +576,16 @@ class ImageNetBatches(LoaderBatches):
                 self._ahead = self._pull()  # its copy overlaps the step on this batch
         if pulled is None:
             raise StopIteration
-        x, y, state, ticket = pulled
+        images, y, state, ticket = pulled
         self._loader_state = (self.loader.num_workers, state)
         k, self.batches = self.batches, self.batches + 1
-        x = self.normalize(x)  # 0..255 [B, 3, H, W] -> normalised float32
-        self.loader.collate_fn.buffers.give_back(ticket)  # the uint8 batch is read
+        x = self.normalize(images)  # 0..255 [B, 3, H, W] -> normalised float32
+        if ticket is not None:  # the uint8 batch is read: its worker may reuse the buffer
+            # Keeping this process's mapping of the buffer alive lets torch's shared-storage
+            # cache find it when the worker sends the buffer again: no new mapping and page
+            # faults per batch.
+            self._mapped[ticket[:2]] = images.untyped_storage()
+            self.loader.collate_fn.buffers.give_back(ticket)
         if self.mixup is not None:
             x, y = self.mixup(x, y, k)
         return {"inputs": x, "targets": y}
