@@ -18,7 +18,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from test_imagenet_models import load_config
-from torchvision.io import encode_jpeg
+from torchvision.io import ImageReadMode, decode_image, encode_jpeg, read_file
+from torchvision.transforms import v2 as T
 
 from algoperf_torch.data import imagenet as setup
 from algoperf_torch.distributed import DistInfo
@@ -370,6 +371,90 @@ def test_resume_refuses_another_stream(data_dir):
         imagenet_data.input_iterator(config, base).load_state_dict(
             {**state, "num_workers": 3, "batches": -1}
         )
+
+
+# --- the train transform against torchvision's ----------------------------------------------
+def photo_like_jpeg(seed: int, height: int, width: int) -> bytes:
+    """A smooth random image plus fine noise, JPEG q90 (4:2:0), like the benchmark's images."""
+    gen = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, height // 25, width // 25, generator=gen)
+    img = torch.nn.functional.interpolate(low, size=(height, width), mode="bicubic")[0]
+    img = (img * 200 + 28 + 12 * torch.rand(3, height, width, generator=gen)).clamp(0, 255)
+    return encode_jpeg(img.to(torch.uint8), quality=90).numpy().tobytes()
+
+
+def test_crop_box_draws_as_torchvision():
+    """The seeded box is ``RandomResizedCrop.get_params`` on the global RNG seeded alike: same
+    draws in the same order, so the same box (and the flip draw after it) for the same key."""
+    scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+    img = torch.empty(3, 1, 1)
+    for seed in range(300):
+        height, width = ((375, 500), (500, 375), (40, 700), (333, 333))[seed % 4]
+        gen = torch.Generator().manual_seed(seed)
+        box = imagenet_data.random_resized_crop_box(height, width, scale, ratio, gen)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            expected = T.RandomResizedCrop.get_params(img.expand(3, height, width), scale, ratio)
+            flip = bool(torch.rand(1) < 0.5)  # RandomHorizontalFlip's draw
+        assert box == tuple(expected), seed
+        assert (torch.rand(1, generator=gen).item() < 0.5) == flip, seed
+
+
+def test_train_crops_equal_torchvision_path(tmp_path):
+    """Pixel bound of the train transform vs decode_image + TF.resized_crop (antialiased
+    bilinear) + TF.horizontal_flip with torchvision's draws: 0, bit for bit, on photo-like
+    500x375 and 375x500 JPEGs (mean and max |difference| both 0)."""
+    config = load_config("imagenet_resnet")
+    paths = []
+    for i, (h, w) in enumerate(((375, 500), (500, 375), (375, 500))):
+        paths.append(str(tmp_path / f"img_{i}.JPEG"))
+        with open(paths[-1], "wb") as f:
+            f.write(photo_like_jpeg(i, h, w))
+    dataset = imagenet_data.ImageListDataset(
+        paths, [0] * len(paths), imagenet_data.TrainTransform(config.data)
+    )
+    reference = T.Compose(
+        [T.RandomResizedCrop(224, (0.08, 1.0), (3 / 4, 4 / 3)), T.RandomHorizontalFlip()]
+    )
+    for seed in range(60):
+        i = seed % len(paths)
+        got, _ = dataset[(i, seed)]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            expected = reference(decode_image(read_file(paths[i]), mode=ImageReadMode.RGB))
+        assert got.dtype == torch.uint8 and got.shape == (3, 224, 224)
+        assert torch.equal(got, expected), seed
+
+
+def test_shared_batch_buffers_are_reused_only_when_handed_back(monkeypatch):
+    """A worker writes a buffer again only after the main process gave its batch back; with
+    every buffer out it takes a fresh one; a stale or repeated hand-back frees nothing."""
+    monkeypatch.setattr(imagenet_data, "get_worker_info", lambda: argparse.Namespace(id=1))
+    buffers = imagenet_data.SharedBatchBuffers(num_workers=2, slots=2)
+    (a, ticket_a), (b, _) = buffers.take(64), buffers.take(64)
+    assert a.is_shared() and a.data_ptr() != b.data_ptr()
+    fresh, none = buffers.take(64)  # both out: a new one, never a buffer in use
+    assert none is None and fresh.data_ptr() not in (a.data_ptr(), b.data_ptr())
+    buffers.give_back(ticket_a)
+    again, ticket = buffers.take(64)
+    assert again.data_ptr() == a.data_ptr() and ticket != ticket_a
+    buffers.give_back(ticket_a)  # stale: the buffer holds another batch now
+    assert buffers.take(64)[1] is None
+    buffers.give_back(ticket)
+    bigger, _ = buffers.take(128)  # another size (an eval split's last batch): a new buffer
+    assert bigger.nbytes() == 128
+    assert buffers.owner[0].tolist() == [0, 0]  # worker 0's buffers were never touched
+
+
+def test_normalize_never_returns_its_input():
+    """The batch the main process hands out must not be the worker's buffer (which is written
+    again once handed back), also for float input (the test split)."""
+    config = load_config("imagenet_resnet")
+    normalize = imagenet_data.Normalize(config, torch.device("cpu"))
+    for x in (torch.full((2, 3, 4, 4), 7, dtype=torch.uint8), torch.full((2, 3, 4, 4), 7.0)):
+        out = normalize(x)
+        assert out.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
+        assert torch.equal(out, x.float().sub_(normalize.mean).div_(normalize.std))
 
 
 def test_randaugment_ops_run_on_uint8():

@@ -21,7 +21,13 @@ with Resize(256) + CenterCrop(224); test = ImageNet-v2 with the TF centre crop +
 Speed: workers decode with ``torchvision.io.decode_image`` and crop/resize/flip uint8 tensors
 (antialiased bilinear, like PIL's), so only uint8 crops cross the process boundary; the float
 conversion, normalisation and mixup run once per batch after the (pinned, side-stream) copy to
-the device. Worker batches are collated straight into shared memory.
+the device. Worker batches are collated straight into shared-memory buffers that each worker
+reuses once the main process has read the batch (``SharedBatchBuffers``: a new segment per batch
+cost as much CPU as decoding ~7 of its 32 images, in the kernel's zeroing and page mapping), and
+labels travel as a list, not as a second shared tensor. On a 2-core machine with 2 workers this
+delivers over 2x the images/s of ``ImageFolder`` + PIL transforms
+(``benchmarks/bench_imagenet_pipeline.py``); decoding is then most of a worker's time (~0.6 ms of
+~1 ms per 500x375 image).
 
 Resumable (``spec.StatefulIterator``): the loader is torchdata's ``StatefulDataLoader`` over a
 stateful batch sampler that yields keys ``(image index, augmentation seed)``. The seed is a pure
@@ -47,6 +53,7 @@ RNG; eval batches are never padded (the metric divides by the split size).
 from __future__ import annotations
 
 import functools
+import math
 import os
 import random
 from collections.abc import Iterator, Mapping
@@ -144,6 +151,13 @@ def decode(path: str) -> torch.Tensor:
     return decode_image(read_file(path), mode=ImageReadMode.RGB)
 
 
+@functools.lru_cache(maxsize=8)
+def _log_ratio(ratio: tuple[float, float]) -> tuple[float, float]:
+    """float32 log of the aspect-ratio range, as torchvision computes it (cached: it was a tensor
+    build and a log per image)."""
+    return tuple(torch.log(torch.tensor(ratio)).tolist())
+
+
 def random_resized_crop_box(
     height: int,
     width: int,
@@ -153,7 +167,7 @@ def random_resized_crop_box(
 ) -> tuple[int, int, int, int]:
     """torchvision's ``RandomResizedCrop.get_params`` (10 tries, then a centre crop), seeded."""
     area = height * width
-    log_ratio = torch.log(torch.tensor(ratio))
+    log_ratio = _log_ratio(ratio)
     for _ in range(10):
         target_area = area * torch.empty(1).uniform_(scale[0], scale[1], generator=gen).item()
         aspect = torch.exp(
@@ -188,9 +202,10 @@ class TrainTransform:
         top, left, h, w = random_resized_crop_box(
             img.shape[1], img.shape[2], self.scale, self.ratio, gen
         )
-        img = TF.resized_crop(img, top, left, h, w, [self.size, self.size], antialias=True)
+        # The tensor kernels of TF.resized_crop / TF.horizontal_flip, without the dispatch.
+        img = TF.resized_crop_image(img, top, left, h, w, [self.size, self.size], antialias=True)
         if torch.rand(1, generator=gen).item() < 0.5:
-            img = TF.horizontal_flip(img)
+            img = TF.horizontal_flip_image(img)
         if self.randaugment_ops:
             img = rand_augment(img, gen, self.randaugment_ops)
         return img  # [3, size, size] uint8
@@ -376,26 +391,79 @@ class Normalize:
         self.std = torch.tensor(config.train_stddev, dtype=torch.float32, device=device).view(shape)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().sub_(self.mean).div_(self.std)
+        # Always a new tensor, never x itself (x.float() is x for float input: the test split):
+        # x may be a shared buffer that its worker writes again once it is handed back.
+        return x.to(torch.float32, copy=True).sub_(self.mean).div_(self.std)
+
+
+class SharedBatchBuffers:
+    """Shared-memory batch buffers that each loader worker reuses once the main process hands
+    them back, instead of allocating (and the kernel zeroing and mapping) a new segment for
+    every batch.
+
+    ``owner[w, s]`` (a shared tensor made before the workers start) is 0 while buffer ``s`` of
+    worker ``w`` is free, else the token of the batch in it. Only the worker turns 0 into a
+    token (``take``), and only the main process turns that token back into 0 (``give_back``,
+    once nothing reads the batch any more), so a buffer is never written while a batch in it
+    is read. A worker whose buffers are all taken (the main process is behind) allocates a
+    fresh, unpooled one, as torch's default collate would.
+    """
+
+    def __init__(self, num_workers: int, slots: int) -> None:
+        self.owner = torch.zeros(max(num_workers, 1), slots, dtype=torch.int64).share_memory_()
+        self._buffers: dict[int, torch.UntypedStorage] = {}  # filled in each worker process
+        self._count = 0
+
+    def take(self, nbytes: int) -> tuple[torch.UntypedStorage, tuple[int, int, int] | None]:
+        """(a shared buffer of ``nbytes``, its ticket for ``give_back``); in a worker."""
+        worker = get_worker_info().id
+        for slot, token in enumerate(self.owner[worker].tolist()):
+            if token == 0:
+                buf = self._buffers.get(slot)
+                if buf is None or buf.nbytes() != nbytes:
+                    buf = self._buffers[slot] = torch.UntypedStorage._new_shared(nbytes)
+                self._count += 1
+                token = (os.getpid() << 32) + self._count  # unique across the loader's workers
+                self.owner[worker, slot] = token
+                return buf, (worker, slot, token)
+        return torch.UntypedStorage._new_shared(nbytes), None
+
+    def give_back(self, ticket: tuple[int, int, int] | None) -> None:
+        """The batch of ``ticket`` is no longer read: its worker may write the buffer again."""
+        if ticket is not None:
+            worker, slot, token = ticket
+            if int(self.owner[worker, slot]) == token:
+                self.owner[worker, slot] = 0
 
 
 class Collate:
-    """Stack (image, label) pairs into a uint8 batch.
+    """Stack (image, label) pairs into a uint8 batch and a list of labels.
 
-    In a worker the batch is written straight into shared memory (as torch's default collate
-    does), so handing it to the main process costs no copy; normalisation happens after that, on
-    the batch's device (measured faster than normalising in the workers even on a 2-core CPU,
-    since a uint8 batch is 4x smaller to hand over: benchmarks/bench_imagenet_pipeline.py).
+    In a worker the batch is written straight into a shared-memory buffer (``buffers``), so
+    handing it to the main process costs no copy; normalisation happens after that, on the
+    batch's device (measured faster than normalising in the workers even on a 2-core CPU,
+    since a uint8 batch is 4x smaller to hand over: benchmarks/bench_imagenet_pipeline.py). The
+    labels stay a list, pickled with the message: a label tensor would be a second
+    shared-memory segment and file-descriptor handover per batch (``ImageNetBatches`` makes
+    the tensor). Returns (images [B, 3, H, W] uint8, labels, the buffer's ticket or None).
     """
 
-    def __call__(self, items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self, buffers: SharedBatchBuffers) -> None:
+        self.buffers = buffers
+
+    def __call__(
+        self, items: list[tuple[torch.Tensor, int]]
+    ) -> tuple[torch.Tensor, list[int], tuple[int, int, int] | None]:
         images = [img for img, _ in items]
-        x = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype)  # [B, 3, H, W]
+        shape = (len(images), *images[0].shape)  # [B, 3, H, W]
+        ticket = None
         if get_worker_info() is not None:
-            x.share_memory_()
+            storage, ticket = self.buffers.take(images[0].element_size() * math.prod(shape))
+            x = torch.empty(0, dtype=images[0].dtype).set_(storage).view(shape)
+        else:
+            x = torch.empty(shape, dtype=images[0].dtype)
         torch.stack(images, out=x)
-        y = torch.tensor([label for _, label in items], dtype=torch.int64)
-        return x, y
+        return x, [label for _, label in items], ticket
 
 
 def _loader(
@@ -406,7 +474,10 @@ def _loader(
         dataset,
         batch_sampler=sampler,
         num_workers=workers,
-        collate_fn=Collate(),
+        # 3 buffers a worker: enough while the workers are the bottleneck (each batch is taken
+        # as it comes and handed back at once); batches queued behind a slow consumer take
+        # fresh ones.
+        collate_fn=Collate(SharedBatchBuffers(workers, slots=3)),
         pin_memory=request.device.type == "cuda",
         persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if workers > 0 else None,
@@ -467,19 +538,25 @@ class ImageNetBatches(LoaderBatches):
         self.normalize = Normalize(config, request.device)
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         self.prefetch = self._stream is not None
-        self._ahead: tuple[torch.Tensor, torch.Tensor, dict] | None = None
+        self._ahead: tuple[torch.Tensor, torch.Tensor, dict, Any] | None = None
+        self._mapped: dict[tuple[int, int], torch.UntypedStorage] = {}  # (worker, buffer slot)
 
-    def _pull(self) -> tuple[torch.Tensor, torch.Tensor, dict] | None:
+    def _pull(self) -> tuple[torch.Tensor, torch.Tensor, dict, Any] | None:
         """The loader's next batch (None at the end) with the loader's state as of it."""
         try:
-            x, y = next(self._it)
+            x, labels, ticket = next(self._it)
         except StopIteration:
             return None
         state = self.loader.state_dict()
+        if self.loader.pin_memory:  # x is the pin thread's copy: the shared buffer is read
+            self.loader.collate_fn.buffers.give_back(ticket)
+            ticket = None
+        y = torch.tensor(labels, dtype=torch.int64)  # [B]
         if self._stream is not None:
+            y = y.pin_memory()  # the loader's pin thread pins x; labels come as a list
             with torch.cuda.stream(self._stream):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        return x, y, state
+        return x, y, state, ticket
 
     def __next__(self) -> Batch:
         if self._it is None:
@@ -499,10 +576,16 @@ class ImageNetBatches(LoaderBatches):
                 self._ahead = self._pull()  # its copy overlaps the step on this batch
         if pulled is None:
             raise StopIteration
-        x, y, state = pulled
+        images, y, state, ticket = pulled
         self._loader_state = (self.loader.num_workers, state)
         k, self.batches = self.batches, self.batches + 1
-        x = self.normalize(x)  # 0..255 [B, 3, H, W] -> normalised float32
+        x = self.normalize(images)  # 0..255 [B, 3, H, W] -> normalised float32
+        if ticket is not None:  # the uint8 batch is read: its worker may reuse the buffer
+            # Keeping this process's mapping of the buffer alive lets torch's shared-storage
+            # cache find it when the worker sends the buffer again: no new mapping and page
+            # faults per batch.
+            self._mapped[ticket[:2]] = images.untyped_storage()
+            self.loader.collate_fn.buffers.give_back(ticket)
         if self.mixup is not None:
             x, y = self.mixup(x, y, k)
         return {"inputs": x, "targets": y}
