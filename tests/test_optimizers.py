@@ -101,6 +101,35 @@ def test_nadamw_matches_reference_formula() -> None:
     _close(got, _adam_like(params, grads, True))
 
 
+def test_nadamw_cache_blocks_change_nothing(monkeypatch) -> None:
+    """Slicing the CPU update into cache-sized pieces is bitwise the whole-tensor update."""
+    from algoperf_torch.optimizers import nadamw
+
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(37, 11), (5,), (300,), (4, 3, 5, 5)]
+    params = [torch.randn(s, generator=gen) for s in shapes]
+    params[3] = params[3].contiguous(memory_format=torch.channels_last)  # goes whole
+    grads = [[torch.randn(s, generator=gen) for s in shapes] for _ in range(3)]
+    for gs in grads:
+        gs[3] = gs[3].contiguous(memory_format=torch.channels_last)
+
+    def run():
+        return _run(
+            lambda ps: NAdamW(ps, lr=LR, betas=(B1, B2), eps=EPS, weight_decay=WD), params, grads
+        )
+
+    monkeypatch.setattr(nadamw, "CPU_SLICE", 1 << 30)
+    whole = run()
+    # Slices of 64 (a multiple of every SIMD width): the same vector/scalar split as whole tensors.
+    monkeypatch.setattr(nadamw, "CPU_SLICE", 64)
+    monkeypatch.setattr(nadamw, "CPU_GROUP", 128)
+    groups = list(nadamw.cache_blocks([params, params, params, params], 64, 128))
+    assert sum(t.numel() for g in groups for t in g[0]) == sum(p.numel() for p in params)
+    assert len(groups) > len(params)
+    sliced = run()
+    assert all(torch.equal(a, b) for a, b in zip(whole, sliced, strict=True))
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_and_nesterov_match_reference_formula(nesterov: bool) -> None:
     params, grads = _problem()

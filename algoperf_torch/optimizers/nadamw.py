@@ -13,6 +13,9 @@ by the undo rounding the reference incurs (JAX's optax keeps ``m`` exact, as we 
 the numerator is applied as two ``addcdiv`` passes (no temporary) and ``1/sqrt(1 - b2^t)`` is
 folded into the step size (eps scaled to match): the same map, differing from the reference only
 by float rounding; a step costs the same passes over memory as ``torch.optim.AdamW(foreach)``.
+On CPU the update runs over cache-sized slices of the tensors (``cache_blocks``), so the eight
+passes of one slice hit the cache instead of main memory: bitwise the same result, ~0.6x the
+time for ResNet-50's 25.6M parameters on 2 cores (``tests/test_optimizers.py``).
 
     python -m algoperf_torch optimizer=nadamw
 """
@@ -20,7 +23,7 @@ by float rounding; a step costs the same passes over memory as ``torch.optim.Ada
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -84,9 +87,45 @@ class NAdamW(torch.optim.Optimizer):
                 bucket = buckets.setdefault(step, [[], [], [], []])
                 for lst, t in zip(bucket, (p, g, m, v)):
                     lst.append(t)
-            for step, (ps, gs, ms, vs) in buckets.items():
-                _nadamw_foreach(ps, gs, ms, vs, step=step, **_opts(group))
+            for step, tensors in buckets.items():
+                on_cpu = tensors[0][0].device.type == "cpu"
+                blocks = cache_blocks(tensors, CPU_SLICE, CPU_GROUP) if on_cpu else [tensors]
+                for ps, gs, ms, vs in blocks:
+                    _nadamw_foreach(ps, gs, ms, vs, step=step, **_opts(group))
         return loss
+
+
+# Measured on a 2-core AMD EPYC (ResNet-50's parameters): 128 Ki-element slices in groups of
+# 256 Ki elements a call ran the update in 33 ms against 50-60 ms for whole tensors; smaller
+# slices pay more per-call overhead, larger ones fall out of the cache.
+CPU_SLICE = 1 << 17
+CPU_GROUP = 1 << 18
+
+
+def cache_blocks(
+    tensors: list[list[torch.Tensor]], slice_size: int = CPU_SLICE, group_size: int = CPU_GROUP
+) -> Iterator[list[list[torch.Tensor]]]:
+    """Parallel lists (params, grads, m, v) as groups of parallel lists of flat slices: every
+    element once, each group about ``group_size`` elements a list. A tensor whose four
+    companions are not all contiguous (another memory layout) goes whole, unsliced."""
+    group: list[list[torch.Tensor]] = [[] for _ in tensors]
+    size = 0
+    for row in zip(*tensors):
+        n = row[0].numel()
+        if n > slice_size and all(t.is_contiguous() for t in row):
+            flats = [t.view(-1) for t in row]
+            pieces = [[f[i : i + slice_size] for f in flats] for i in range(0, n, slice_size)]
+        else:
+            pieces = [list(row)]
+        for piece in pieces:
+            for lst, t in zip(group, piece):
+                lst.append(t)
+            size += piece[0].numel()
+            if size >= group_size:
+                yield group
+                group, size = [[] for _ in tensors], 0
+    if group[0]:
+        yield group
 
 
 def _opts(group: dict) -> dict:
