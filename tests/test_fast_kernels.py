@@ -16,13 +16,17 @@ transposed weight, a wrong layout) is off by O(1), many orders above that.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from algoperf_torch import rng as prng
+from algoperf_torch.distributed import DistInfo
 from algoperf_torch.layers import fast
+from algoperf_torch.workload import Workload
 from algoperf_torch.workloads import get_workload_functions
 from algoperf_torch.workloads.__main__ import load_config
 
@@ -128,8 +132,6 @@ SMALL = {
 def _small_model(name: str):
     config = load_config(name)
     overrides, batch, size = SMALL[name]
-    import dataclasses
-
     config = dataclasses.replace(config, model={**config.model, **overrides})
     torch.manual_seed(0)
     model = get_workload_functions(config.impl).build_model(config)
@@ -171,12 +173,6 @@ def test_fast_model_matches_the_plain_one(name):
 
 
 def test_workload_config_switches_the_model():
-    import dataclasses
-
-    from algoperf_torch import rng as prng
-    from algoperf_torch.distributed import DistInfo
-    from algoperf_torch.workload import Workload
-
     config = dataclasses.replace(load_config("imagenet_vit"), fast_kernels=False)
     config = dataclasses.replace(config, model={**config.model, **SMALL["imagenet_vit"][0]})
     workload = Workload(config, get_workload_functions(config.impl), DistInfo())

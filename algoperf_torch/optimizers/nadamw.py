@@ -14,8 +14,9 @@ the numerator is applied as two ``addcdiv`` passes (no temporary) and ``1/sqrt(1
 folded into the step size (eps scaled to match): the same map, differing from the reference only
 by float rounding; a step costs the same passes over memory as ``torch.optim.AdamW(foreach)``.
 On CPU the update runs over cache-sized slices of the tensors (``cache_blocks``), so the eight
-passes of one slice hit the cache instead of main memory: bitwise the same result, ~0.6x the
-time for ResNet-50's 25.6M parameters on 2 cores (``tests/test_optimizers.py``).
+passes of one slice hit the cache instead of main memory: ~0.6x the time for ResNet-50's 25.6M
+parameters on 2 cores (measured: ``CPU_SLICE``), and bitwise the same result
+(``tests/test_optimizers.py`` checks it).
 
     python -m algoperf_torch optimizer=nadamw
 """
