@@ -88,13 +88,36 @@ def test_onednn_linear_is_linear_within_the_dot_product_bound(shape, out_feature
 
 def test_linear_falls_back_where_onednn_does_not_apply():
     lin = fast.Linear(8, 4)
+    lin.onednn_gemm = True
     few_rows = torch.randn(3, 8)
     assert not fast.use_onednn_linear(few_rows, lin.weight, lin.bias)
     assert not fast.use_onednn_linear(torch.randn(64, 8, dtype=torch.float64), lin.weight, None)
     assert torch.equal(lin(few_rows), F.linear(few_rows, lin.weight, lin.bias))
-    lin.fast_kernels = False
     x = torch.randn(64, 8)
+    log = OpLog()
+    with log:
+        lin(x)
+    assert any("convolution" in op for op in log.ops), log.ops  # the oneDNN route
+    lin.onednn_gemm = False  # an Intel CPU's choice: MKL's GEMM, the reference's kernel
     assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
+    lin.onednn_gemm, lin.fast_kernels = True, False
+    assert torch.equal(lin(x), F.linear(x, lin.weight, lin.bias))
+
+
+def test_set_fast_kernels_picks_the_gemm_route_by_cpu(monkeypatch):
+    model = torch.nn.Sequential(fast.Linear(8, 4), fast.Linear(4, 2))
+    fast.set_fast_kernels(model, True, onednn_gemm=True)
+    assert all(m.onednn_gemm for m in model)
+    fast.onednn_gemm_preferred.cache_clear()
+    try:
+        for vendor, expected in (("GenuineIntel", False), ("AuthenticAMD", True), ("", False)):
+            monkeypatch.setattr(fast, "_cpu_vendor", lambda v=vendor: v)
+            fast.onednn_gemm_preferred.cache_clear()
+            fast.set_fast_kernels(model, True)
+            mkl = torch.backends.mkl.is_available() and torch._C._has_mkldnn
+            assert [m.onednn_gemm for m in model] == [expected and mkl] * 2, vendor
+    finally:
+        fast.onednn_gemm_preferred.cache_clear()
 
 
 def test_channels_last_conv_is_the_same_conv():
@@ -143,7 +166,7 @@ def _small_model(name: str):
 
 def _loss_and_grads(model, x, y, on: bool, dtype=torch.float32):
     model = copy.deepcopy(model).to(dtype)
-    fast.set_fast_kernels(model, on)
+    fast.set_fast_kernels(model, on, onednn_gemm=True)  # the oneDNN route on any CPU
     model.train()
     log = OpLog()
     with log:
@@ -181,3 +204,115 @@ def test_workload_config_switches_the_model():
     assert switches and not any(switches)
     with pytest.raises(ValueError, match="fast_kernels='yes'"):
         dataclasses.replace(config, fast_kernels="yes")
+
+
+# --- dropout ------------------------------------------------------------------------------------
+def _noise(shape, keep, seed):
+    return fast.dropout_noise(shape, keep, torch.Generator().manual_seed(seed))
+
+
+def test_dropout_noise_is_the_references_distribution_and_scale():
+    keep, n = 0.9, 1_000_000
+    noise = _noise((n,), keep, 0)
+    scale = fast.dropout_scale(keep)
+    # The reference's kept value: F.dropout's float32 1 / keep, bitwise.
+    assert scale == F.dropout(torch.ones(1000), 1 - keep, True).max().item()
+    kept = noise != 0
+    assert torch.all(noise[kept] == scale)
+    # Kept counts are Binomial(m, keep): within 6 sigma, overall and in every chunk.
+    for part in (kept, *kept.split(fast.MASK_CHUNK)):
+        m = part.numel()
+        sigma = (m * keep * (1 - keep)) ** 0.5
+        assert abs(part.sum().item() - m * keep) <= 6 * sigma
+    # Neighbouring chunks (generators seeded seed + i) are not the same draw.
+    a, b = kept[: fast.MASK_CHUNK], kept[fast.MASK_CHUNK : 2 * fast.MASK_CHUNK]
+    agree = (a == b).double().mean().item()
+    expected = keep**2 + (1 - keep) ** 2  # independent masks agree this often
+    assert abs(agree - expected) <= 6 * (expected * (1 - expected) / fast.MASK_CHUNK) ** 0.5
+
+
+def test_dropout_noise_follows_the_seed_not_the_thread_count():
+    shape = (3, fast.MASK_CHUNK + 1000)  # two chunks and a bit
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _noise(shape, 0.7, 5)
+        torch.set_num_threads(max(2, threads))
+        many = _noise(shape, 0.7, 5)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, many)
+    assert not torch.equal(one, _noise(shape, 0.7, 6))
+    torch.manual_seed(3)
+    first = fast.dropout_noise(shape, 0.7)  # torch's default generator, as torch.manual_seed sets
+    torch.manual_seed(3)
+    assert torch.equal(first, fast.dropout_noise(shape, 0.7))
+    with pytest.raises(ValueError, match="keep probability 0.0"):
+        fast.dropout_noise(shape, 0.0)
+
+
+def test_fast_dropout_is_the_reference_formula_with_its_mask():
+    p = 0.1
+    x = torch.randn(4, 50, 70, requires_grad=True)
+    g = torch.randn(4, 50, 70)
+    torch.manual_seed(11)
+    y = fast.dropout(x, p, True)
+    y.backward(g)
+    torch.manual_seed(11)
+    noise = fast.dropout_noise(x.shape, 1 - p)
+    # The reference: mask.div_(1 - p), then x * mask; backward grad * mask.
+    reference_noise = (noise != 0).float().div_(1 - p)
+    assert torch.equal(noise, reference_noise)
+    assert torch.equal(y, x.detach() * reference_noise)
+    assert torch.equal(x.grad, g * reference_noise)
+
+
+def test_fast_dropout_falls_back_to_torch():
+    x = torch.randn(64, 64)
+    assert torch.equal(fast.dropout(x, 0.3, False), x)
+    assert torch.equal(fast.dropout(x, 0.0, True), x)
+    for args in ((x, 0.3, True, False), (x.double(), 0.3, True)):  # switched off; float64
+        torch.manual_seed(1)
+        got = fast.dropout(*args)
+        torch.manual_seed(1)
+        assert torch.equal(got, F.dropout(args[0], 0.3, True))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fast.dropout(x, 1.5, True)
+
+
+def test_fast_attention_is_dropped_softmax_attention():
+    gen = torch.Generator().manual_seed(4)
+    b, h, n, d = 2, 3, 20, 16
+    q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+    assert torch.equal(fast.attention(q, k, v, 0.0), F.scaled_dot_product_attention(q, k, v))
+    torch.manual_seed(8)
+    y = fast.attention(q, k, v, 0.25)
+    torch.manual_seed(8)
+    noise = fast.dropout_noise((b, h, n, n), 0.75).double()
+    q64, k64, v64 = q.double(), k.double(), v.double()
+    scores = q64 @ k64.transpose(-2, -1) / d**0.5
+    weights = noise * scores.softmax(-1)
+    exact = weights @ v64
+    # fp32 scores are off by <= gamma_d |q||k| / sqrt(d); softmax turns an absolute score error
+    # e into a relative weight error <= 2e; the weighted sum adds gamma_n. Twice that, on
+    # |weights| |v|, bounds any correct fp32 evaluation order.
+    score_err = (gamma(d) * (q64.abs() @ k64.abs().transpose(-2, -1)) / d**0.5).amax()
+    bound = 2 * (2 * score_err + gamma(n + 8)) * (weights.abs() @ v64.abs())
+    assert ((y.double() - exact).abs() <= bound).all()
+    with pytest.raises(AssertionError):  # a wrong mask is far outside that bound
+        torch.manual_seed(9)
+        assert ((fast.attention(q, k, v, 0.25).double() - exact).abs() <= bound).all()
+
+
+def test_vit_draws_no_bernoulli_mask_with_fast_kernels():
+    model, x, y = _small_model("imagenet_vit")
+    model.train()
+    ops = {}
+    for on in (False, True):
+        fast.set_fast_kernels(model, on)
+        log = OpLog()
+        with log:
+            F.cross_entropy(model(x, dropout_rate=0.1), y).backward()
+        ops[on] = log.ops
+    assert any("bernoulli" in op for op in ops[False])
+    assert not any("bernoulli" in op for op in ops[True])

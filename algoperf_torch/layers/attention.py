@@ -1,4 +1,4 @@
-"""Multi-head attention blocks through ``F.scaled_dot_product_attention``.
+"""Multi-head attention blocks through ``layers.fast.attention`` (scaled dot-product attention).
 
 ``SelfAttention`` is the reference ViT's (separate ``query``/``key``/``value``/``out`` projections,
 xavier-uniform weights, zero biases) [algoperf/workloads/imagenet_vit/imagenet_pytorch/models.py];
@@ -13,10 +13,9 @@ parameter names are the reference's: the optimizer-facing parameter types derive
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from algoperf_torch.layers.fast import Linear
+from algoperf_torch.layers.fast import Linear, attention
 
 
 def _split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -31,6 +30,8 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 class SelfAttention(nn.Module):
     """Self-attention with separate Q/K/V/out projections; dropout on the attention weights."""
+
+    fast_kernels: bool = True  # layers/fast.py's attention dropout
 
     def __init__(self, width: int, num_heads: int) -> None:
         super().__init__()
@@ -54,12 +55,14 @@ class SelfAttention(nn.Module):
         k = _split_heads(self.key(x), self.num_heads)
         v = _split_heads(self.value(x), self.num_heads)
         p = dropout_rate if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # scale 1/sqrt(D/H)
+        y = attention(q, k, v, p, self.fast_kernels)  # scale 1/sqrt(D/H)
         return self.out(_merge_heads(y))  # [B, N, D]
 
 
 class CrossAttention(nn.Module):
     """Queries attend to a memory: ``q_proj(x)`` against ``kv_proj(mem)``; no mask."""
+
+    fast_kernels: bool = True  # layers/fast.py's attention dropout
 
     def __init__(self, width: int, num_heads: int, bias: bool = True) -> None:
         super().__init__()
@@ -86,5 +89,5 @@ class CrossAttention(nn.Module):
         k = _split_heads(k, self.num_heads)
         v = _split_heads(v, self.num_heads)
         p = dropout_rate if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # [B, H, Nq, D/H]
+        y = attention(q, k, v, p, self.fast_kernels)  # [B, H, Nq, D/H]
         return self.out_proj(_merge_heads(y))  # [B, Nq, D]

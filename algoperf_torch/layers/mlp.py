@@ -10,14 +10,15 @@ weight, bias N(0, 1e-6) [algoperf/workloads/imagenet_vit/imagenet_pytorch/models
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from algoperf_torch.layers.fast import Linear
+from algoperf_torch.layers.fast import Linear, dropout
 
 
 class MlpBlock(nn.Module):
     """width -> mlp_dim -> width feed-forward block; ``glu_linear`` only when ``use_glu``."""
+
+    fast_kernels: bool = True  # layers/fast.py's dropout
 
     def __init__(self, width: int, mlp_dim: int | None = None, use_glu: bool = False) -> None:
         super().__init__()
@@ -39,5 +40,5 @@ class MlpBlock(nn.Module):
         x = self.act_fnc(self.linear1(x))  # [B, N, width] -> [B, N, mlp_dim]
         if self.glu_linear is not None:
             x = x * self.glu_linear(x)
-        x = F.dropout(x, dropout_rate, training=self.training)
+        x = dropout(x, dropout_rate, self.training, self.fast_kernels)
         return self.linear2(x)  # [B, N, width]

@@ -16,11 +16,10 @@ after attention, inside the MLP and after it. Variants: ``use_glu``, ``use_post_
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from algoperf_torch.layers.attention import SelfAttention
-from algoperf_torch.layers.fast import Linear
+from algoperf_torch.layers.fast import Linear, dropout
 from algoperf_torch.layers.init import lecun_normal_
 from algoperf_torch.layers.map_head import MAPHead
 from algoperf_torch.layers.mlp import MlpBlock
@@ -29,6 +28,8 @@ from algoperf_torch.layers.posemb import posemb_sincos_2d
 
 class Encoder1DBlock(nn.Module):
     """Self-attention + MLP, pre-LN (default) or post-LN residual block."""
+
+    fast_kernels: bool = True  # layers/fast.py's dropout
 
     def __init__(
         self, width: int, mlp_dim: int, num_heads: int, use_glu: bool, use_post_layer_norm: bool
@@ -40,16 +41,19 @@ class Encoder1DBlock(nn.Module):
         self.layer_norm2 = nn.LayerNorm(width, eps=1e-6)
         self.mlp3 = MlpBlock(width, mlp_dim, use_glu)
 
+    def _dropout(self, x: torch.Tensor, rate: float) -> torch.Tensor:
+        return dropout(x, rate, self.training, self.fast_kernels)
+
     def forward(self, x: torch.Tensor, dropout_rate: float) -> torch.Tensor:
         if self.use_post_layer_norm:
-            y = F.dropout(self.self_attention1(x, dropout_rate), dropout_rate, self.training)
+            y = self._dropout(self.self_attention1(x, dropout_rate), dropout_rate)
             x = self.layer_norm0(x + y)
-            y = F.dropout(self.mlp3(x, dropout_rate), dropout_rate, self.training)
+            y = self._dropout(self.mlp3(x, dropout_rate), dropout_rate)
             return self.layer_norm2(x + y)
         y = self.self_attention1(self.layer_norm0(x), dropout_rate)
-        x = x + F.dropout(y, dropout_rate, self.training)
+        x = x + self._dropout(y, dropout_rate)
         y = self.mlp3(self.layer_norm2(x), dropout_rate)
-        return x + F.dropout(y, dropout_rate, self.training)
+        return x + self._dropout(y, dropout_rate)
 
 
 class Encoder(nn.Module):
@@ -79,6 +83,8 @@ class Encoder(nn.Module):
 
 class ViT(nn.Module):
     """Vision Transformer on [B, 3, H, W] images (H, W multiples of the patch size)."""
+
+    fast_kernels: bool = True  # layers/fast.py's dropout (its Linears and attention have theirs)
 
     def __init__(
         self,
@@ -118,7 +124,7 @@ class ViT(nn.Module):
         n, c, h, w = x.shape
         pos = posemb_sincos_2d(h, w, c, device=x.device).to(x.dtype)  # [1, h*w, D]
         x = x.reshape(n, c, h * w).transpose(1, 2) + pos  # [B, h*w, D]
-        x = F.dropout(x, dropout_rate, training=self.training)
+        x = dropout(x, dropout_rate, self.training, self.fast_kernels)
         x = self.encoder(x, dropout_rate)  # [B, h*w, D]
         x = x.mean(dim=1) if self.map is None else self.map(x, dropout_rate)  # [B, D]
         x = torch.tanh(self.pre_logits(x))  # [B, D]
