@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -243,6 +244,18 @@ def test_dropout_noise_follows_the_seed_not_the_thread_count():
         torch.set_num_threads(threads)
     assert torch.equal(one, many)
     assert not torch.equal(one, _noise(shape, 0.7, 6))
+    if hasattr(os, "fork"):  # a forked child (a data worker) draws on threads of its own
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            os.close(read)
+            ok = torch.equal(_noise(shape, 0.7, 5), many)
+            os.write(write, b"1" if ok else b"0")
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as f:
+            assert f.read() == b"1"
+        os.waitpid(pid, 0)
     torch.manual_seed(3)
     first = fast.dropout_noise(shape, 0.7)  # torch's default generator, as torch.manual_seed sets
     torch.manual_seed(3)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -120,8 +121,10 @@ def _compiling() -> bool:
 
 
 @functools.cache
-def _mask_pool(workers: int) -> ThreadPoolExecutor:
-    """Threads that draw mask chunks (torch's uniform_ releases the GIL); made on first use."""
+def _mask_pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    """Threads that draw mask chunks (torch's uniform_ releases the GIL); made on first use, one
+    pool per process (``pid``: a forked child, e.g. a data worker, has none of its parent's
+    threads, so it must not reuse the parent's pool)."""
     return ThreadPoolExecutor(workers, thread_name_prefix="algoperf-dropout-mask")
 
 
@@ -150,7 +153,7 @@ def dropout_noise(
 
     workers = min(torch.get_num_threads(), len(chunks))
     if workers > 1:
-        list(_mask_pool(workers).map(draw, range(len(chunks))))
+        list(_mask_pool(workers, os.getpid()).map(draw, range(len(chunks))))
     else:
         for i in range(len(chunks)):
             draw(i)
