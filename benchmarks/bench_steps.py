@@ -41,6 +41,7 @@ from algoperf_torch import rng as prng
 from algoperf_torch.__main__ import optimizer_yaml_hparams
 from algoperf_torch.distributed import DistInfo
 from algoperf_torch.host_memory import retain_freed_memory
+from algoperf_torch.layers.fast import onednn_gemm_preferred
 from algoperf_torch.pipelines.state import to_device
 from algoperf_torch.runner import maybe_compile
 from algoperf_torch.submission import OptimizerSubmission, make_hyperparameters
@@ -436,11 +437,19 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
 
+def _kernels_label(machine: dict[str, Any]) -> str:
+    if not machine["fast_kernels"]:
+        return ", reference kernels"
+    if machine["device"] != "cpu":
+        return ""
+    return f", linear GEMMs via {'oneDNN' if machine['onednn_gemm'] else 'the BLAS'}"
+
+
 def format_table(rows: list[dict[str, Any]], peaks: dict[str, Any], machine: dict[str, Any]) -> str:
     lines = [
         f"{machine['device_name']} ({machine['device']}, {machine['threads']} threads, "
         f"torch {machine['torch']}{', TF32' if machine['tf32'] else ''}"
-        f"{'' if machine['fast_kernels'] else ', reference kernels'}"
+        f"{_kernels_label(machine)}"
         f"{'' if machine['retain_host_memory'] else ', host memory released'}): "
         f"fp32 GEMM {peaks['gemm_size']}^2 {peaks['gemm_gflops']:,.0f} GFLOP/s "
         f"(as a 1x1 conv {peaks['gemm_as_1x1_conv_gflops']:,.0f}), "
@@ -488,6 +497,8 @@ def machine_info(device: str, tf32: bool, options: Options) -> dict[str, Any]:
         "torch": torch.__version__,
         "tf32": tf32,
         "fast_kernels": options.fast_kernels,
+        # The route layers/fast.py's Linear takes on this CPU (set_fast_kernels' default).
+        "onednn_gemm": options.fast_kernels and onednn_gemm_preferred(),
         "retain_host_memory": options.retain_host_memory,
     }
 

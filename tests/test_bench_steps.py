@@ -46,6 +46,11 @@ def test_bench_workload_row_is_sane(bench):
     machine = bench.machine_info("cpu", tf32=False, options=options)
     table = bench.format_table([row], peaks, machine)
     assert "digits" in table and "eager" in table and "GFLOP/s" in table
+    route = "oneDNN" if machine["onednn_gemm"] else "the BLAS"
+    assert f"linear GEMMs via {route}" in table  # the route this CPU's Linear takes
+    assert "reference kernels" in bench.format_table(
+        [row], peaks, {**machine, "fast_kernels": False}
+    )
     json.dumps(row)  # the --json output is plain data
 
 
