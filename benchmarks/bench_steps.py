@@ -41,7 +41,7 @@ from algoperf_torch import rng as prng
 from algoperf_torch.__main__ import optimizer_yaml_hparams
 from algoperf_torch.distributed import DistInfo
 from algoperf_torch.host_memory import retain_freed_memory
-from algoperf_torch.layers.fast import onednn_gemm_preferred
+from algoperf_torch.layers.fast import cpuinfo_field, onednn_gemm_preferred
 from algoperf_torch.pipelines.state import to_device
 from algoperf_torch.runner import maybe_compile
 from algoperf_torch.submission import OptimizerSubmission, make_hyperparameters
@@ -484,12 +484,7 @@ def machine_info(device: str, tf32: bool, options: Options) -> dict[str, Any]:
     if device == "cuda":
         name = torch.cuda.get_device_name(0)
     else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
+        name = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return {
         "device": device,
         "device_name": name,

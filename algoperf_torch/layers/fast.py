@@ -22,9 +22,10 @@ order, so outputs agree to float rounding (tests/test_fast_kernels.py):
   seeded by one draw of torch's, on every intra-op thread, and applies it as the reference does
   (``x * noise``, ``noise = mask / (1 - p)`` in float32, so a kept value is bitwise the
   reference's). The mask is a different draw than ``bernoulli_``'s: the same distribution,
-  still fixed by ``torch.manual_seed``, the same on any number of threads. ``attention`` runs ``F.scaled_dot_product_attention`` but, when it must drop
-  attention weights (where torch's CPU kernel falls back to explicit softmax and ``bernoulli_``
-  anyway), spells that math out with this dropout.
+  still fixed by ``torch.manual_seed``, the same on any number of threads. ``attention`` runs
+  ``F.scaled_dot_product_attention`` but, when it must drop attention weights (where torch's CPU
+  kernel falls back to explicit softmax and ``bernoulli_`` anyway), spells that math out with
+  this dropout.
 
 Parameters never change layout or shape (a submission may ``view`` them), and the switch only
 acts on CPU fp32 tensors: on CUDA, in float64 and inside ``torch.compile`` (whose own kernels
@@ -79,16 +80,22 @@ def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return y.permute(0, 2, 3, 1).reshape(*lead, out_features)  # [..., N], no copy
 
 
-def _cpu_vendor() -> str:
-    """``vendor_id`` of /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"), "" where unknown."""
+def cpuinfo_field(key: str) -> str:
+    """The first ``key`` line of /proc/cpuinfo (``vendor_id``: "GenuineIntel", "AuthenticAMD";
+    ``model name``), "" where there is none (not Linux, no such field)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == key:
+                    return value.strip()
     except OSError:
         pass
     return ""
+
+
+def _cpu_vendor() -> str:
+    return cpuinfo_field("vendor_id")
 
 
 @functools.cache
@@ -114,10 +121,6 @@ class Linear(nn.Linear):
         if self.fast_kernels and self.onednn_gemm and use_onednn_linear(x, self.weight, self.bias):
             return onednn_linear(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
-
-
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
 
 
 @functools.cache
@@ -182,7 +185,7 @@ class _TimesNoise(torch.autograd.Function):
 
 def use_fast_dropout(x: torch.Tensor, p: float, training: bool) -> bool:
     """Whether ``dropout`` draws its own mask: training, 0 < p < 1, CPU fp32, eager."""
-    return training and 0.0 < p < 1.0 and _cpu_fp32(x) and not _compiling()
+    return training and 0.0 < p < 1.0 and _cpu_fp32(x) and not torch.compiler.is_compiling()
 
 
 def dropout(x: torch.Tensor, p: float, training: bool, fast_kernels: bool = True) -> torch.Tensor:
