@@ -233,7 +233,7 @@ def test_dropout_noise_is_the_references_distribution_and_scale():
 
 
 def test_dropout_noise_follows_the_seed_not_the_thread_count():
-    shape = (3, fast.MASK_CHUNK + 1000)  # two chunks and a bit
+    shape = (3, fast.MASK_CHUNK + 1000)  # three chunks and a bit: several threads draw
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
