@@ -41,12 +41,17 @@ def _group_keys(group: str) -> tuple[str, ...]:
         node = OmegaConf.load(os.path.join(CONF_DIR, group, option + ".yaml"))
         keys |= {k for k in node if k != "defaults"}
     if group == "workload":
-        from dataclasses import fields
-
-        from algoperf_torch.spec import WorkloadConfig
-
-        keys |= {f.name for f in fields(WorkloadConfig)}
+        keys |= _workload_fields()
     return tuple(sorted(keys))
+
+
+@cache
+def _workload_fields() -> frozenset[str]:
+    from dataclasses import fields
+
+    from algoperf_torch.spec import WorkloadConfig
+
+    return frozenset(f.name for f in fields(WorkloadConfig))
 
 
 def _check_option(group: str, value: str) -> None:
@@ -85,6 +90,14 @@ def preprocess_overrides(args: list[str]) -> list[str]:
                     f"unknown key {key!r}; valid keys of {head}: {', '.join(_group_keys(head))}"
                 )
     out = list(args)
+    # A WorkloadConfig field with a dataclass default (``fast_kernels``, ``compile_cpu``) is in
+    # few or no YAMLs, and Hydra refuses to override a key its config lacks: ``++`` sets it
+    # either way.
+    fields = _workload_fields()
+    for i, (key, _) in plain.items():
+        head, _, rest = key.partition(".")
+        if head == "workload" and rest in fields:
+            out[i] = "++" + args[i]
     variant_at = [i for i, (k, _) in plain.items() if k == "variant"]
     if variant_at:
         variant = plain[variant_at[-1]][1]
