@@ -148,8 +148,9 @@ def trial_rng(settings: RunSettings) -> Any:
 
 
 def maybe_compile(model: torch.nn.Module, workload: Workload) -> torch.nn.Module:
-    """Apply the workload's ``compile:`` choice (``off``, ``model``, ``model_and_loss``)."""
-    choice = workload.config.compile
+    """Apply the workload's ``compile:`` choice (``off``, ``model``, ``model_and_loss``) for its
+    device: on CPU ``compile_cpu`` where the YAML sets one."""
+    choice = workload.config.compile_choice(workload.dist.device)
     if choice == "off":
         return model
     if choice == "model_and_loss":

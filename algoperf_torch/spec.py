@@ -110,6 +110,10 @@ class WorkloadConfig:
     eval_batch_size: int
     loss_type: str
     compile: str = "off"
+    compile_cpu: str | None = None
+    """The ``compile`` choice on CPU where it differs (None: ``compile`` everywhere): a conv
+    net whose step is nearly all oneDNN convolutions gains nothing from inductor on CPU, while
+    on a GPU the fused BN/activation kernels pay."""
     fast_kernels: bool = True
     """CPU fp32 layers take the faster kernels of ``layers/fast.py`` (same math, other rounding);
     off: exactly the reference's kernels."""
@@ -131,10 +135,21 @@ class WorkloadConfig:
     """Evaluate each eval batch in row chunks of this size (the metric is a sum, so chunking
     changes nothing): keeps e.g. 256 x 1,024 x 50,257 LM logits from being materialised."""
 
+    def compile_choice(self, device: torch.device | str) -> str:
+        """The ``compile`` choice for a run on ``device``: ``compile_cpu`` on CPU if set."""
+        if torch.device(device).type == "cpu" and self.compile_cpu is not None:
+            return self.compile_cpu
+        return self.compile
+
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_CHOICES:
             raise ValueError(
                 f"workload {self.name}: compile={self.compile!r}; expected one of {COMPILE_CHOICES}"
+            )
+        if self.compile_cpu is not None and self.compile_cpu not in COMPILE_CHOICES:
+            raise ValueError(
+                f"workload {self.name}: compile_cpu={self.compile_cpu!r}; expected null or one"
+                f" of {COMPILE_CHOICES}"
             )
         if not isinstance(self.fast_kernels, bool):
             raise ValueError(

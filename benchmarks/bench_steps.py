@@ -4,8 +4,8 @@ A step is what the runner's default submission does on a batch already on the de
 (``model_fn`` in TRAIN mode), ``loss_fn``, backward and a NAdamW step with the NAdamW YAML's
 point, through ``submission.OptimizerSubmission.update_params`` itself. Each workload is timed
 eager and compiled (``runner.maybe_compile``: the YAML's ``compile`` choice, or ``model`` where
-the YAML says ``off``), the two alternating step by step after warm-up so machine load hits both
-alike. FLOPs of one step (forward and backward) come from ``FlopCounterMode``; the fp32 GEMM and
+the YAML says ``off``; a ``compile_cpu`` choice only decides which mode is the CPU default), the
+two alternating step by step after warm-up so machine load hits both alike. FLOPs of one step (forward and backward) come from ``FlopCounterMode``; the fp32 GEMM and
 channels-last 3x3 convolution peaks are measured before and after the workloads, in the same
 run. Each workload runs in its own process (clean memory high-water, an empty inductor cache)
 unless ``--in-process``. The columns are explained in README.md, "Speed".
@@ -277,7 +277,10 @@ class TrainedCopy:
 def make_copy(name: str, compile_choice: str, batch: dict, options: Options) -> TrainedCopy:
     """A model built as the runner builds it, with ``compile_choice`` as its YAML's ``compile``."""
     config = dataclasses.replace(
-        load_config(name), compile=compile_choice, fast_kernels=options.fast_kernels
+        load_config(name),
+        compile=compile_choice,
+        compile_cpu=None,
+        fast_kernels=options.fast_kernels,
     )
     workload = Workload(
         config, get_workload_functions(config.impl), DistInfo(device=device_of(options))
@@ -380,7 +383,7 @@ def bench_workload(name: str, options: Options) -> dict[str, Any]:
     functions = get_workload_functions(config.impl)
     batch = to_device(functions.synthetic_batch(config, batch_size, gen), device_of(options))
     row: dict[str, Any] = {"workload": name, "batch_size": batch_size}
-    row["yaml_compile"] = config.compile
+    row["yaml_compile"] = config.compile_choice(device)  # the default on this device
     row["base_rss_mib"] = _vm_rss_bytes() / 2**20 if device == "cpu" else None
 
     eager = make_copy(name, "off", batch, options)

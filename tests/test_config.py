@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import compose_many, run_cli
 
 from algoperf_torch.config_check import ConfigError, group_options, preprocess_overrides
@@ -92,3 +93,51 @@ def test_values_of_the_wrong_type_name_their_key(tmp_path):
     ):
         with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
             run_trial(tmp_path, [override])
+
+
+def test_dataclass_default_workload_keys_can_be_set_from_the_command_line():
+    # fast_kernels and compile_cpu are in few or no YAMLs; Hydra only takes them with ``++``.
+    assert preprocess_overrides(
+        ["workload=digits", "workload.fast_kernels=false", "workload.eval_period=5", "seed=1"]
+    ) == ["workload=digits", "++workload.fast_kernels=false", "++workload.eval_period=5", "seed=1"]
+    proc = run_cli(
+        ["workload=digits", "workload.fast_kernels=false", "workload.compile_cpu=model"]
+        + ["--cfg", "job"]
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "fast_kernels: false" in proc.stdout and "compile_cpu: model" in proc.stdout
+
+
+def test_compile_cpu_is_the_choice_on_cpu_only():
+    base = dict(
+        name="x", impl="x", target_metric="accuracy", target_minimize=False,
+        validation_target=0.5, test_target=None, max_runtime=10.0, eval_period=1.0,
+        step_hint=10, num_train_examples=10, num_eval_train_examples=10,
+        num_validation_examples=10, num_test_examples=None, eval_batch_size=2,
+        loss_type="softmax_cross_entropy", compile="model",
+    )  # fmt: skip
+    plain = WorkloadConfig.from_dict(base)
+    assert plain.compile_choice("cpu") == plain.compile_choice("cuda") == "model"
+    split = WorkloadConfig.from_dict({**base, "compile_cpu": "off"})
+    assert split.compile_choice("cpu") == "off"
+    assert split.compile_choice(torch.device("cuda", 0)) == "model"
+    with pytest.raises(ValueError, match=r"compile_cpu='eager'; expected null or one of \("):
+        WorkloadConfig.from_dict({**base, "compile_cpu": "eager"})
+
+
+def test_maybe_compile_follows_the_device_choice():
+    import dataclasses
+
+    from algoperf_torch.distributed import DistInfo
+    from algoperf_torch.runner import maybe_compile
+    from algoperf_torch.workload import Workload
+    from algoperf_torch.workloads import get_workload_functions
+    from algoperf_torch.workloads.__main__ import load_config
+
+    config = load_config("digits")
+    model = torch.nn.Linear(2, 2)
+    for compile_cpu, compiled in ((None, True), ("off", False)):
+        c = dataclasses.replace(config, compile="model", compile_cpu=compile_cpu)
+        w = Workload(c, get_workload_functions(c.impl), DistInfo(device=torch.device("cpu")))
+        out = maybe_compile(model, w)  # torch.compile is lazy: nothing compiles here
+        assert isinstance(out, torch._dynamo.eval_frame.OptimizedModule) is compiled
