@@ -74,7 +74,8 @@ def preprocess_overrides(args: list[str]) -> list[str]:
         return "=" in a and not a.startswith(("-", "+", "~", "hydra")) and not after_flag
 
     plain = {i: a.split("=", 1) for i, a in enumerate(args) if is_plain(i, a)}
-    for key, value in plain.values():
+    out = list(args)
+    for i, (key, value) in plain.items():
         head, _, rest = key.partition(".")
         if head not in _top_level_keys():
             raise ConfigError(
@@ -89,15 +90,11 @@ def preprocess_overrides(args: list[str]) -> list[str]:
                 raise ConfigError(
                     f"unknown key {key!r}; valid keys of {head}: {', '.join(_group_keys(head))}"
                 )
-    out = list(args)
-    # A WorkloadConfig field with a dataclass default (``fast_kernels``, ``compile_cpu``) is in
-    # few or no YAMLs, and Hydra refuses to override a key its config lacks: ``++`` sets it
-    # either way.
-    fields = _workload_fields()
-    for i, (key, _) in plain.items():
-        head, _, rest = key.partition(".")
-        if head == "workload" and rest in fields:
-            out[i] = "++" + args[i]
+            if head == "workload" and rest in _workload_fields():
+                # A field with a dataclass default (``fast_kernels``, ``compile_cpu``) is in few
+                # or no YAMLs, and Hydra refuses to override a key its config lacks: ``++``
+                # sets it either way.
+                out[i] = "++" + args[i]
     variant_at = [i for i, (k, _) in plain.items() if k == "variant"]
     if variant_at:
         variant = plain[variant_at[-1]][1]

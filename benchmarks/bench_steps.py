@@ -5,8 +5,8 @@ A step is what the runner's default submission does on a batch already on the de
 point, through ``submission.OptimizerSubmission.update_params`` itself. Each workload is timed
 eager and compiled (``runner.maybe_compile``: the YAML's ``compile`` choice, or ``model`` where
 the YAML says ``off``; a ``compile_cpu`` choice only decides which mode is the CPU default), the
-two alternating step by step after warm-up so machine load hits both alike. FLOPs of one step (forward and backward) come from ``FlopCounterMode``; the fp32 GEMM and
-channels-last 3x3 convolution peaks are measured before and after the workloads, in the same
+two alternating step by step after warm-up so machine load hits both alike. FLOPs of one step
+(forward and backward) come from ``FlopCounterMode``; the fp32 GEMM and channels-last 3x3 convolution peaks are measured before and after the workloads, in the same
 run. Each workload runs in its own process (clean memory high-water, an empty inductor cache)
 unless ``--in-process``. The columns are explained in README.md, "Speed".
 

@@ -109,20 +109,17 @@ def test_dataclass_default_workload_keys_can_be_set_from_the_command_line():
 
 
 def test_compile_cpu_is_the_choice_on_cpu_only():
-    base = dict(
-        name="x", impl="x", target_metric="accuracy", target_minimize=False,
-        validation_target=0.5, test_target=None, max_runtime=10.0, eval_period=1.0,
-        step_hint=10, num_train_examples=10, num_eval_train_examples=10,
-        num_validation_examples=10, num_test_examples=None, eval_batch_size=2,
-        loss_type="softmax_cross_entropy", compile="model",
-    )  # fmt: skip
-    plain = WorkloadConfig.from_dict(base)
+    import dataclasses
+
+    from algoperf_torch.workloads.__main__ import load_config
+
+    plain = dataclasses.replace(load_config("digits"), compile="model", compile_cpu=None)
     assert plain.compile_choice("cpu") == plain.compile_choice("cuda") == "model"
-    split = WorkloadConfig.from_dict({**base, "compile_cpu": "off"})
+    split = dataclasses.replace(plain, compile_cpu="off")
     assert split.compile_choice("cpu") == "off"
     assert split.compile_choice(torch.device("cuda", 0)) == "model"
     with pytest.raises(ValueError, match=r"compile_cpu='eager'; expected null or one of \("):
-        WorkloadConfig.from_dict({**base, "compile_cpu": "eager"})
+        dataclasses.replace(plain, compile_cpu="eager")
 
 
 def test_maybe_compile_follows_the_device_choice():

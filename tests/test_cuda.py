@@ -12,13 +12,11 @@ their logic on a machine without a GPU; the CUDA-only facts skip there.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
-import sys
 
 import pytest
 import torch
-from conftest import REPO
+from test_bench_steps import bench  # noqa: F401  (a fixture: benchmarks/bench_steps.py)
 from test_imagenet_data import data_dir, small_config  # noqa: F401  (data_dir: a fixture)
 from test_imagenet_models import load_config
 
@@ -188,17 +186,9 @@ def test_imagenet_batches_on_the_device_equal_the_cpu_ones(device, data_dir, wor
         torch.testing.assert_close(a["inputs"].cpu(), b["inputs"], rtol=2e-7, atol=1e-6)
 
 
-def test_bench_steps_times_a_step_on_the_device(device):
-    path = os.path.join(REPO, "benchmarks", "bench_steps.py")
-    spec = importlib.util.spec_from_file_location("bench_steps", path)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    try:
-        spec.loader.exec_module(bench)
-        options = bench.Options(device=device.type, steps=2, warmup=1, compile=False)
-        row = bench.bench_workload("digits", options)
-    finally:
-        del sys.modules[spec.name]
+def test_bench_steps_times_a_step_on_the_device(device, bench):  # noqa: F811
+    options = bench.Options(device=device.type, steps=2, warmup=1, compile=False)
+    row = bench.bench_workload("digits", options)
     eager = row["modes"]["eager"]
     assert len(eager["times_s"]) == 2 and all(t > 0 for t in eager["times_s"])
     assert eager["peak_mem_mib"] > 0  # max_memory_allocated on CUDA, RSS on the CPU
